@@ -1,0 +1,135 @@
+//! The gateway built from a config: compiled router, upstream pools and
+//! every route's plugin chain, loaded and initialised.
+
+use crate::config::{Config, ConfigError, ConfigErrors, Server};
+use crate::plugin::{Chain, EntryPool, LoadedPlugin, Runtime};
+use crate::router::{Predicates, Router};
+use crate::upstream::UpstreamPool;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+/// Warm instances kept per plugin entry.
+const MAX_IDLE_PER_ENTRY: usize = 64;
+
+pub struct RouteRuntime {
+    pub name: Arc<str>,
+    pub upstream: Arc<UpstreamPool>,
+    pub strip_prefix: Option<String>,
+    pub chain: Chain,
+    /// Whether any entry of the chain has an `on-response` hook.
+    pub has_response_hooks: bool,
+}
+
+pub struct Gateway {
+    pub(crate) router: Router,
+    pub(crate) routes: Vec<RouteRuntime>,
+    pub(crate) server: Server,
+}
+
+impl Gateway {
+    /// Loads every plugin the config names and initialises every entry with
+    /// its config. Every problem found is reported, each where it stands.
+    pub async fn build(config: &Config, runtime: &Runtime) -> Result<Gateway, ConfigErrors> {
+        let mut errors: Vec<ConfigError> = Vec::new();
+        let plugins = load_plugins(config, runtime, &mut errors);
+        let upstreams: BTreeMap<&str, Arc<UpstreamPool>> =
+            config.upstreams.iter().map(|(name, u)| (name.as_str(), UpstreamPool::new(u))).collect();
+
+        let mut routes = Vec::new();
+        for route in &config.routes {
+            let name: Arc<str> = Arc::from(route.name.as_str());
+            let mut entries = Vec::new();
+            for entry in &route.plugins {
+                let Some(plugin) = plugins.get(&entry.plugin) else { continue };
+                match EntryPool::new(plugin.clone(), entry, name.clone(), runtime.state.clone(), MAX_IDLE_PER_ENTRY).await {
+                    Ok(pool) => entries.push(Arc::new(pool)),
+                    Err(e) => errors.push(entry.location.error(format!(
+                        "route \"{}\", plugin \"{}\": {e}",
+                        route.name, entry.plugin
+                    ))),
+                }
+            }
+            let Some(upstream) = upstreams.get(route.upstream.as_str()) else { continue };
+            let chain = Chain { entries };
+            let has_response_hooks = chain.entries.iter().any(|e| e.hooks.contains(crate::plugin::Hooks::ON_RESPONSE));
+            routes.push(RouteRuntime {
+                name,
+                upstream: upstream.clone(),
+                strip_prefix: route.strip_prefix.clone(),
+                chain,
+                has_response_hooks,
+            });
+        }
+        if !errors.is_empty() {
+            errors.sort_by_key(|e| (e.line, e.column));
+            return Err(ConfigErrors(errors));
+        }
+        let router = Router::new(
+            config
+                .routes
+                .iter()
+                .map(|r| {
+                    let predicates =
+                        Predicates { methods: r.methods.clone(), host: r.host.clone(), headers: r.headers.clone() };
+                    (r.pattern.clone(), predicates)
+                })
+                .collect(),
+        );
+        Ok(Gateway { router, routes, server: config.server.clone() })
+    }
+
+    /// The plugin entries of every route, for inspection.
+    pub fn chains(&self) -> impl Iterator<Item = (&str, &Chain)> {
+        self.routes.iter().map(|r| (&*r.name, &r.chain))
+    }
+}
+
+/// Compiles each plugin named by the config once, from `NAME.wasm`.
+fn load_plugins(config: &Config, runtime: &Runtime, errors: &mut Vec<ConfigError>) -> HashMap<String, Arc<LoadedPlugin>> {
+    let dir = &config.server.plugins_dir;
+    let mut loaded: HashMap<String, Arc<LoadedPlugin>> = HashMap::new();
+    let mut failed: HashMap<String, String> = HashMap::new();
+    for route in &config.routes {
+        for entry in &route.plugins {
+            let name = &entry.plugin;
+            if loaded.contains_key(name) {
+                continue;
+            }
+            let message = match failed.get(name) {
+                Some(m) => m.clone(),
+                None => {
+                    let path = dir.join(format!("{name}.wasm"));
+                    let result = if path.is_file() {
+                        runtime.load(name, &path).map_err(|e| e.to_string())
+                    } else {
+                        Err(format!("no file {name}.wasm in the plugins folder {} ({})", dir.display(), available(dir)))
+                    };
+                    match result {
+                        Ok(p) => {
+                            loaded.insert(name.clone(), p);
+                            continue;
+                        }
+                        Err(m) => {
+                            failed.insert(name.clone(), m.clone());
+                            m
+                        }
+                    }
+                }
+            };
+            errors.push(entry.location.error(format!("route \"{}\", plugin \"{name}\": {message}", route.name)));
+        }
+    }
+    loaded
+}
+
+fn available(dir: &std::path::Path) -> String {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .map(|rd| {
+            rd.filter_map(|e| e.ok())
+                .filter_map(|e| e.file_name().to_str()?.strip_suffix(".wasm").map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default();
+    names.sort();
+    if names.is_empty() { "it has no plugins".to_owned() } else { format!("available: {}", names.join(", ")) }
+}

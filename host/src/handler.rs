@@ -1,0 +1,255 @@
+//! One request, start to end: route, request phase, upstream, response
+//! phase, and the gateway's own errors in one JSON shape.
+
+use crate::error::{Body, BoxError, GatewayError, full};
+use crate::gateway::{Gateway, RouteRuntime};
+use crate::plugin::{ContextRes, Outcome, Reply, RequestRes, RequestStep, ResponseRes};
+use crate::proxy;
+use crate::router::Match;
+use bytes::Bytes;
+use http::header::{HeaderName, HeaderValue};
+use http::{Request, Response, StatusCode, Uri};
+use http_body_util::{BodyExt, Limited};
+use hyper::body::Incoming;
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// A response on its way out: parts and either a buffered body or the
+/// upstream's stream.
+struct Outgoing {
+    res: ResponseRes,
+    stream: Option<Incoming>,
+}
+
+impl Outgoing {
+    fn error(e: &GatewayError, request_id: &str) -> Outgoing {
+        let (parts, body) = e.to_response(request_id).into_parts();
+        Outgoing { res: ResponseRes { parts, body: Some(body), body_visible: false }, stream: None }
+    }
+
+    fn into_response(self) -> Response<Body> {
+        let body = match (self.res.body, self.stream) {
+            (Some(b), _) => full(b),
+            (None, Some(s)) => s.map_err(BoxError::from).boxed_unsync(),
+            (None, None) => full(Bytes::new()),
+        };
+        Response::from_parts(self.res.parts, body)
+    }
+}
+
+impl Gateway {
+    /// Serves one client request.
+    pub async fn handle(&self, req: Request<Incoming>, client: SocketAddr) -> Response<Body> {
+        let request_id = request_id(req.headers());
+        let (parts, body) = req.into_parts();
+        let host = host_of(&parts);
+        let out = match self.router.route(&parts.method, host.as_deref(), &parts.headers, parts.uri.path()) {
+            Match::Found { route, params } => {
+                let route = &self.routes[route];
+                self.proxy(route, parts, body, client, request_id.clone(), params).await
+            }
+            Match::MethodNotAllowed { allow } => Outgoing::error(&GatewayError::MethodNotAllowed { allow }, &request_id),
+            Match::NotFound => Outgoing::error(&GatewayError::NotFound, &request_id),
+        };
+        let mut resp = out.into_response();
+        if let Ok(v) = HeaderValue::from_str(&request_id) {
+            resp.headers_mut().insert(X_REQUEST_ID.clone(), v);
+        }
+        resp
+    }
+
+    async fn proxy(
+        &self,
+        route: &RouteRuntime,
+        mut parts: http::request::Parts,
+        body: Incoming,
+        client: SocketAddr,
+        request_id: Arc<str>,
+        params: Vec<(String, String)>,
+    ) -> Outgoing {
+        proxy::strip_hop_by_hop(&mut parts.headers);
+        proxy::add_forwarded(&mut parts.headers, client.ip());
+        if let Ok(v) = HeaderValue::from_str(&request_id) {
+            parts.headers.insert(X_REQUEST_ID.clone(), v);
+        }
+        if let Some(prefix) = &route.strip_prefix
+            && let Err(e) = strip_prefix(&mut parts.uri, prefix)
+        {
+            return Outgoing::error(&e, &request_id);
+        }
+
+        let max = self.server.max_body_size;
+        let (buffered, mut stream) = if route.chain.wants_request_body() {
+            match read_limited(body, &parts.headers, max).await {
+                Ok(b) => (Some(b), None),
+                Err(e) => return Outgoing::error(&e, &request_id),
+            }
+        } else {
+            (None, Some(body))
+        };
+
+        let bag: HashMap<String, String> = params.into_iter().map(|(k, v)| (format!("param.{k}"), v)).collect();
+        let mut ctx = ContextRes { route: route.name.clone(), request_id: request_id.clone(), client, bag };
+        let req = RequestRes { parts, body: buffered, body_visible: false, writable: true };
+        let (mut req, step, ran) = route.chain.on_request(&mut ctx, req).await;
+
+        let (out, outcome) = match step {
+            RequestStep::Upstream => self.forward(route, &mut req, stream.take(), &request_id).await,
+            RequestStep::Respond(reply) => match reply_to_response(reply) {
+                Ok(res) => (Outgoing { res, stream: None }, Outcome::Plugin),
+                Err(why) => {
+                    let plugin = route.chain.entries[ran].tag.plugin.clone();
+                    tracing::warn!(route = &*route.name, plugin = &*plugin, request_id = &*request_id, "invalid plugin reply: {why}");
+                    (Outgoing::error(&GatewayError::PluginReply(plugin), &request_id), Outcome::Gateway)
+                }
+            },
+            RequestStep::Failed(f) => (Outgoing::error(&GatewayError::Plugin(f.plugin), &request_id), Outcome::Gateway),
+        };
+        if ran == 0 || route.chain.is_empty() {
+            return out;
+        }
+        let Outgoing { res, stream } = out;
+        let id = request_id.clone();
+        let res = route
+            .chain
+            .on_response(ran, &mut ctx, &mut req, res, outcome, move |f| {
+                Outgoing::error(&GatewayError::Plugin(f.plugin.clone()), &id).res
+            })
+            .await;
+        Outgoing { res, stream }
+    }
+
+    /// Sends the request to a target of the route's upstream.
+    async fn forward(
+        &self,
+        route: &RouteRuntime,
+        req: &mut RequestRes,
+        stream: Option<Incoming>,
+        request_id: &str,
+    ) -> (Outgoing, Outcome) {
+        let Some(target) = route.upstream.pick() else {
+            return (Outgoing::error(&GatewayError::NoTarget, request_id), Outcome::Gateway);
+        };
+        let pq = req.parts.uri.path_and_query().map_or("/", |p| p.as_str());
+        let uri = match Uri::builder().scheme("http").authority(target.authority().clone()).path_and_query(pq).build() {
+            Ok(u) => u,
+            Err(e) => {
+                let err = GatewayError::BadRequest(format!("cannot form the upstream uri: {e}"));
+                return (Outgoing::error(&err, request_id), Outcome::Gateway);
+            }
+        };
+        // The response phase still reads the request, so keep it when some
+        // plugin will; otherwise hand the headers over without a copy.
+        let headers = if route.has_response_hooks {
+            req.parts.headers.clone()
+        } else {
+            std::mem::take(&mut req.parts.headers)
+        };
+        let body = match (&req.body, stream) {
+            (Some(b), _) => full(b.clone()),
+            (None, Some(s)) => s.map_err(BoxError::from).boxed_unsync(),
+            (None, None) => full(Bytes::new()),
+        };
+        let mut upstream_req = Request::new(body);
+        *upstream_req.method_mut() = req.parts.method.clone();
+        *upstream_req.uri_mut() = uri;
+        *upstream_req.headers_mut() = headers;
+        // hyper sets Host from the target; the client's host went to X-Forwarded-Host.
+        upstream_req.headers_mut().remove(http::header::HOST);
+
+        let resp = match route.upstream.send(upstream_req).await {
+            Ok(r) => r,
+            Err(e) => {
+                let outcome = match e {
+                    GatewayError::UpstreamConnect => Outcome::ConnectError,
+                    GatewayError::UpstreamTimeout => Outcome::Timeout,
+                    _ => Outcome::Gateway,
+                };
+                tracing::debug!(route = &*route.name, target = %target.authority(), request_id, "upstream error: {e}");
+                return (Outgoing::error(&e, request_id), outcome);
+            }
+        };
+        drop(target);
+        let (mut parts, body) = resp.into_parts();
+        proxy::strip_hop_by_hop(&mut parts.headers);
+        if route.chain.wants_response_body() {
+            match read_limited(body, &parts.headers, self.server.max_body_size).await {
+                Ok(b) => (Outgoing { res: ResponseRes { parts, body: Some(b), body_visible: false }, stream: None }, Outcome::Upstream),
+                Err(GatewayError::RequestBodyTooLarge) => {
+                    (Outgoing::error(&GatewayError::ResponseBodyTooLarge, request_id), Outcome::Gateway)
+                }
+                Err(e) => (Outgoing::error(&e, request_id), Outcome::Gateway),
+            }
+        } else {
+            (Outgoing { res: ResponseRes { parts, body: None, body_visible: false }, stream: Some(body) }, Outcome::Upstream)
+        }
+    }
+}
+
+/// Reads a whole body, refusing one over `max` bytes.
+async fn read_limited(body: Incoming, headers: &http::HeaderMap, max: u64) -> Result<Bytes, GatewayError> {
+    let declared = headers.get(http::header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > max) {
+        return Err(GatewayError::RequestBodyTooLarge);
+    }
+    match Limited::new(body, max as usize).collect().await {
+        Ok(c) => Ok(c.to_bytes()),
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(GatewayError::RequestBodyTooLarge),
+        Err(e) => Err(GatewayError::BadRequest(format!("cannot read the body: {e}"))),
+    }
+}
+
+fn strip_prefix(uri: &mut Uri, prefix: &str) -> Result<(), GatewayError> {
+    let path = uri.path();
+    let Some(rest) = path.strip_prefix(prefix) else { return Ok(()) };
+    if !(rest.is_empty() || rest.starts_with('/')) {
+        return Ok(());
+    }
+    let new_path = if rest.is_empty() { "/" } else { rest };
+    let pq = match uri.query() {
+        Some(q) => format!("{new_path}?{q}"),
+        None => new_path.to_owned(),
+    };
+    let mut p = std::mem::take(uri).into_parts();
+    p.path_and_query = Some(pq.parse().map_err(|_| GatewayError::BadRequest("invalid path".into()))?);
+    *uri = Uri::from_parts(p).map_err(|_| GatewayError::BadRequest("invalid path".into()))?;
+    Ok(())
+}
+
+/// The client's request id when it is a sensible token, else a new one.
+fn request_id(headers: &http::HeaderMap) -> Arc<str> {
+    let given = headers.get(&X_REQUEST_ID).and_then(|v| v.to_str().ok()).filter(|s| {
+        !s.is_empty() && s.len() <= 128 && s.bytes().all(|b| b.is_ascii_graphic())
+    });
+    match given {
+        Some(s) => Arc::from(s),
+        None => Arc::from(uuid::Uuid::new_v4().simple().to_string()),
+    }
+}
+
+fn host_of(parts: &http::request::Parts) -> Option<String> {
+    let raw = parts.headers.get(http::header::HOST).and_then(|v| v.to_str().ok()).or(parts.uri.host())?;
+    let authority: http::uri::Authority = raw.parse().ok()?;
+    Some(authority.host().to_ascii_lowercase())
+}
+
+fn reply_to_response(reply: Reply) -> Result<ResponseRes, String> {
+    let status = StatusCode::from_u16(reply.status).map_err(|_| format!("invalid status {}", reply.status))?;
+    if status.as_u16() < 200 {
+        return Err(format!("invalid status {}: a reply must be final (200 or more)", reply.status));
+    }
+    let mut resp = Response::new(());
+    *resp.status_mut() = status;
+    for (n, v) in &reply.headers {
+        let name = HeaderName::from_bytes(n.as_bytes()).map_err(|_| format!("invalid header name \"{n}\""))?;
+        let value = HeaderValue::from_str(v).map_err(|_| format!("invalid value for header \"{n}\""))?;
+        resp.headers_mut().append(name, value);
+    }
+    resp.headers_mut().remove(http::header::TRANSFER_ENCODING);
+    resp.headers_mut().insert(http::header::CONTENT_LENGTH, HeaderValue::from(reply.body.len()));
+    let (parts, ()) = resp.into_parts();
+    Ok(ResponseRes { parts, body: Some(Bytes::from(reply.body)), body_visible: false })
+}

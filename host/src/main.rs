@@ -1,0 +1,137 @@
+//! The `gatehouse` command.
+
+use anyhow::Context;
+use clap::{Parser, Subcommand, ValueEnum};
+use gatehouse::{Config, Gateway, Runtime, server};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+
+#[derive(Parser)]
+#[command(name = "gatehouse", version, about = "An API gateway extended by sandboxed WebAssembly plugins")]
+struct Cli {
+    /// Log format: human-readable text, or one JSON object per line.
+    #[arg(long, value_enum, global = true, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve traffic with a config.
+    Run {
+        #[arg(long, short, default_value = "gatehouse.toml")]
+        config: PathBuf,
+    },
+    /// Validate a config: parse it, load and initialise every plugin, and
+    /// list every error found (exit status 1 if any).
+    Check {
+        #[arg(long, short, default_value = "gatehouse.toml")]
+        config: PathBuf,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logs(cli.log_format);
+    let (path, check) = match &cli.command {
+        Command::Run { config } => (config.as_path(), false),
+        Command::Check { config } => (config.as_path(), true),
+    };
+    let config = match Config::load(path) {
+        Ok(c) => c,
+        Err(errors) => {
+            eprintln!("{errors}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let mut rt = tokio::runtime::Builder::new_multi_thread();
+    if config.server.workers > 0 {
+        rt.worker_threads(config.server.workers);
+    }
+    let rt = match rt.enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = rt.block_on(async {
+        if check { run_check(path, &config).await } else { run(&config).await }
+    });
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run_check(path: &Path, config: &Config) -> anyhow::Result<ExitCode> {
+    let runtime = Runtime::new().context("starting the plugin runtime")?;
+    match Gateway::build(config, &runtime).await {
+        Ok(gw) => {
+            let entries: usize = gw.chains().map(|(_, c)| c.entries.len()).sum();
+            println!("{}: ok ({} routes, {entries} plugin entries)", path.display(), config.routes.len());
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(errors) => {
+            eprintln!("{errors}");
+            Ok(ExitCode::FAILURE)
+        }
+    }
+}
+
+async fn run(config: &Config) -> anyhow::Result<ExitCode> {
+    let runtime = Runtime::new().context("starting the plugin runtime")?;
+    let gateway = match Gateway::build(config, &runtime).await {
+        Ok(g) => Arc::new(g),
+        Err(errors) => {
+            eprintln!("{errors}");
+            return Ok(ExitCode::FAILURE);
+        }
+    };
+    let running = server::start(gateway)
+        .await
+        .with_context(|| format!("cannot listen on {}", config.server.listen))?;
+    tracing::info!(listen = %running.addr, routes = config.routes.len(), "gatehouse ready");
+    shutdown_signal().await;
+    tracing::info!("shutting down");
+    running.shutdown().await;
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(s) => s,
+            Err(_) => return std::future::pending().await,
+        };
+        tokio::select! {
+            _ = ctrl_c => {},
+            _ = term.recv() => {},
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}
+
+fn init_logs(format: LogFormat) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_env("GATEHOUSE_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match format {
+        LogFormat::Json => builder.json().init(),
+        LogFormat::Text => builder.init(),
+    }
+}

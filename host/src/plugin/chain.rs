@@ -1,0 +1,182 @@
+//! Running a route's chain: `on-request` in order, `on-response` in reverse.
+
+use super::bindings::{Action, Hooks, Outcome, Reply};
+use super::exchange::{ContextRes, RequestRes, ResponseRes};
+use super::pool::EntryPool;
+use super::{PluginError, TrapKind};
+use crate::config::OnError;
+use std::sync::Arc;
+use wasmtime::component::Resource;
+
+/// A route's plugin entries, in config order.
+pub struct Chain {
+    pub entries: Vec<Arc<EntryPool>>,
+}
+
+/// A plugin failure that stops the request (fail-closed).
+#[derive(Debug)]
+pub struct ChainFailure {
+    pub plugin: Arc<str>,
+    pub error: PluginError,
+}
+
+/// How the request phase ended.
+pub enum RequestStep {
+    /// Every plugin let the request through: send it upstream.
+    Upstream,
+    /// A plugin answered.
+    Respond(Reply),
+    /// A fail-closed plugin failed.
+    Failed(ChainFailure),
+}
+
+impl Chain {
+    pub fn wants_request_body(&self) -> bool {
+        self.entries.iter().any(|e| e.hooks.contains(Hooks::REQUEST_BODY))
+    }
+
+    pub fn wants_response_body(&self) -> bool {
+        self.entries.iter().any(|e| e.hooks.contains(Hooks::RESPONSE_BODY))
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// Runs `on-request` down the chain. Returns the request, the step, and
+    /// how many entries ran (their `on-response` is due, in reverse).
+    pub async fn on_request(&self, ctx: &mut ContextRes, mut req: RequestRes) -> (RequestRes, RequestStep, usize) {
+        for (i, entry) in self.entries.iter().enumerate() {
+            if !entry.hooks.contains(Hooks::ON_REQUEST) {
+                continue;
+            }
+            req.body_visible = entry.hooks.contains(Hooks::REQUEST_BODY);
+            let (back, result) = call_request(entry, ctx, req).await;
+            req = back;
+            match result {
+                Ok(Action::Continue) => {}
+                Ok(Action::Respond(reply)) => return (req, RequestStep::Respond(reply), i),
+                Err(error) => {
+                    log_failure(entry, ctx, &error, "request");
+                    if entry.on_error == OnError::FailClosed {
+                        let failure = ChainFailure { plugin: entry.tag.plugin.clone(), error };
+                        return (req, RequestStep::Failed(failure), i);
+                    }
+                }
+            }
+        }
+        (req, RequestStep::Upstream, self.entries.len())
+    }
+
+    /// Runs `on-response` for the first `ran` entries, last to first. A
+    /// fail-closed failure replaces the response with the gateway's error,
+    /// which the remaining entries then see.
+    pub async fn on_response(
+        &self,
+        ran: usize,
+        ctx: &mut ContextRes,
+        req: &mut RequestRes,
+        mut resp: ResponseRes,
+        mut outcome: Outcome,
+        fail: impl Fn(&ChainFailure) -> ResponseRes,
+    ) -> ResponseRes {
+        req.writable = false;
+        req.body_visible = false;
+        for entry in self.entries[..ran].iter().rev() {
+            if !entry.hooks.contains(Hooks::ON_RESPONSE) {
+                continue;
+            }
+            resp.body_visible = entry.hooks.contains(Hooks::RESPONSE_BODY);
+            let (back, result) = call_response(entry, ctx, req, resp, outcome).await;
+            resp = back;
+            if let Err(error) = result {
+                log_failure(entry, ctx, &error, "response");
+                if entry.on_error == OnError::FailClosed {
+                    resp = fail(&ChainFailure { plugin: entry.tag.plugin.clone(), error });
+                    outcome = Outcome::Gateway;
+                }
+            }
+        }
+        resp
+    }
+}
+
+fn log_failure(entry: &EntryPool, ctx: &ContextRes, error: &PluginError, phase: &str) {
+    let policy = match entry.on_error {
+        OnError::FailClosed => "fail-closed",
+        OnError::FailOpen => "fail-open",
+    };
+    let kind = match error {
+        PluginError::Trap { kind, .. } => *kind,
+        _ => TrapKind::Other,
+    };
+    tracing::warn!(
+        route = &*ctx.route,
+        plugin = &*entry.tag.plugin,
+        request_id = &*ctx.request_id,
+        phase,
+        policy,
+        reason = kind.as_str(),
+        "plugin failed: {error}"
+    );
+}
+
+async fn call_request(
+    entry: &EntryPool,
+    ctx: &mut ContextRes,
+    req: RequestRes,
+) -> (RequestRes, Result<Action, PluginError>) {
+    let mut warm = match entry.checkout().await {
+        Ok(w) => w,
+        Err(e) => return (req, Err(e)),
+    };
+    warm.arm(entry.ticks, &ctx.request_id);
+    let table = &mut warm.store.data_mut().table;
+    // Our handles are the only ones we add and are removed after each call;
+    // the table cannot be full here.
+    let c = table.push(std::mem::replace(ctx, ctx.placeholder())).expect("resource table has room");
+    let r = table.push(req).expect("resource table has room");
+    let (c_b, r_b) = (Resource::new_borrow(c.rep()), Resource::new_borrow(r.rep()));
+    let result = warm.bindings.call_on_request(&mut warm.store, c_b, r_b).await;
+    let table = &mut warm.store.data_mut().table;
+    *ctx = table.delete(c).expect("context handle is ours");
+    let req = table.delete(r).expect("request handle is ours");
+    match result {
+        Ok(action) => {
+            entry.checkin(warm);
+            (req, Ok(action))
+        }
+        Err(e) => (req, Err(PluginError::from_trap(&e, &warm.store, "on-request"))),
+    }
+}
+
+async fn call_response(
+    entry: &EntryPool,
+    ctx: &mut ContextRes,
+    req: &mut RequestRes,
+    resp: ResponseRes,
+    outcome: Outcome,
+) -> (ResponseRes, Result<(), PluginError>) {
+    let mut warm = match entry.checkout().await {
+        Ok(w) => w,
+        Err(e) => return (resp, Err(e)),
+    };
+    warm.arm(entry.ticks, &ctx.request_id);
+    let table = &mut warm.store.data_mut().table;
+    let c = table.push(std::mem::replace(ctx, ctx.placeholder())).expect("resource table has room");
+    let r = table.push(std::mem::replace(req, RequestRes::placeholder())).expect("resource table has room");
+    let p = table.push(resp).expect("resource table has room");
+    let borrows = (Resource::new_borrow(c.rep()), Resource::new_borrow(r.rep()), Resource::new_borrow(p.rep()));
+    let result = warm.bindings.call_on_response(&mut warm.store, borrows.0, borrows.1, borrows.2, outcome).await;
+    let table = &mut warm.store.data_mut().table;
+    *ctx = table.delete(c).expect("context handle is ours");
+    *req = table.delete(r).expect("request handle is ours");
+    let resp = table.delete(p).expect("response handle is ours");
+    match result {
+        Ok(()) => {
+            entry.checkin(warm);
+            (resp, Ok(()))
+        }
+        Err(e) => (resp, Err(PluginError::from_trap(&e, &warm.store, "on-response"))),
+    }
+}

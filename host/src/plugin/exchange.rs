@@ -1,0 +1,124 @@
+//! The request, response and context as plugins see them: host-owned
+//! resources that live in an instance's resource table for one call.
+
+use bytes::Bytes;
+use http::header::{HeaderMap, HeaderName, HeaderValue};
+use http::uri::PathAndQuery;
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+/// Facts about the request beyond the HTTP message, and the bag plugins use
+/// to hand facts down the chain.
+#[derive(Debug, Clone)]
+pub struct ContextRes {
+    pub route: Arc<str>,
+    pub request_id: Arc<str>,
+    pub client: SocketAddr,
+    pub bag: HashMap<String, String>,
+}
+
+/// The request on its way upstream.
+#[derive(Debug)]
+pub struct RequestRes {
+    pub parts: http::request::Parts,
+    /// The buffered body, when some plugin of the chain asked for it.
+    pub body: Option<Bytes>,
+    /// Whether the current plugin asked for the body (others see none).
+    pub body_visible: bool,
+    /// False in the response phase: the request has gone.
+    pub writable: bool,
+}
+
+/// The response on its way to the client.
+#[derive(Debug)]
+pub struct ResponseRes {
+    pub parts: http::response::Parts,
+    pub body: Option<Bytes>,
+    pub body_visible: bool,
+}
+
+impl RequestRes {
+    pub fn check_writable(&self) -> Result<(), String> {
+        if self.writable { Ok(()) } else { Err("the request is read-only in the response phase".into()) }
+    }
+
+    pub fn path(&self) -> &str {
+        self.parts.uri.path()
+    }
+
+    pub fn set_path_and_query(&mut self, path: &str, query: Option<&str>) -> Result<(), String> {
+        if !path.starts_with('/') {
+            return Err(format!("invalid path \"{path}\": must start with '/'"));
+        }
+        let pq = match query {
+            Some(q) if !q.is_empty() => format!("{path}?{q}"),
+            _ => path.to_owned(),
+        };
+        let pq: PathAndQuery = pq.parse().map_err(|e| format!("invalid path or query: {e}"))?;
+        let mut uri = std::mem::take(&mut self.parts.uri).into_parts();
+        uri.path_and_query = Some(pq);
+        self.parts.uri = http::Uri::from_parts(uri).map_err(|e| format!("invalid uri: {e}"))?;
+        Ok(())
+    }
+}
+
+/// Header operations shared by requests and responses.
+pub fn header_first(h: &HeaderMap, name: &str) -> Option<String> {
+    h.get(name).and_then(|v| v.to_str().ok()).map(str::to_owned)
+}
+
+pub fn header_all(h: &HeaderMap, name: &str) -> Vec<String> {
+    h.get_all(name).iter().filter_map(|v| v.to_str().ok()).map(str::to_owned).collect()
+}
+
+pub fn header_list(h: &HeaderMap) -> Vec<(String, String)> {
+    h.iter()
+        .filter_map(|(n, v)| v.to_str().ok().map(|v| (n.as_str().to_owned(), v.to_owned())))
+        .collect()
+}
+
+fn parse_header(name: &str, value: &str) -> Result<(HeaderName, HeaderValue), String> {
+    let n = HeaderName::from_bytes(name.as_bytes()).map_err(|_| format!("invalid header name \"{name}\""))?;
+    let v = HeaderValue::from_str(value).map_err(|_| format!("invalid value for header \"{name}\""))?;
+    Ok((n, v))
+}
+
+pub fn header_set(h: &mut HeaderMap, name: &str, value: &str) -> Result<(), String> {
+    let (n, v) = parse_header(name, value)?;
+    h.insert(n, v);
+    Ok(())
+}
+
+pub fn header_append(h: &mut HeaderMap, name: &str, value: &str) -> Result<(), String> {
+    let (n, v) = parse_header(name, value)?;
+    h.append(n, v);
+    Ok(())
+}
+
+pub fn header_remove(h: &mut HeaderMap, name: &str) -> Result<(), String> {
+    let n = HeaderName::from_bytes(name.as_bytes()).map_err(|_| format!("invalid header name \"{name}\""))?;
+    h.remove(n);
+    Ok(())
+}
+
+/// Replaces a message body and keeps its framing headers true to it.
+pub fn replace_body(h: &mut HeaderMap, slot: &mut Option<Bytes>, body: Vec<u8>) {
+    h.remove(http::header::TRANSFER_ENCODING);
+    h.insert(http::header::CONTENT_LENGTH, HeaderValue::from(body.len()));
+    *slot = Some(Bytes::from(body));
+}
+
+impl ContextRes {
+    /// A stand-in left behind while the real context is lent to an instance.
+    pub fn placeholder(&self) -> ContextRes {
+        ContextRes { route: self.route.clone(), request_id: self.request_id.clone(), client: self.client, bag: HashMap::new() }
+    }
+}
+
+impl RequestRes {
+    /// A stand-in left behind while the real request is lent to an instance.
+    pub fn placeholder() -> RequestRes {
+        RequestRes { parts: http::Request::new(()).into_parts().0, body: None, body_visible: false, writable: false }
+    }
+}

@@ -1,0 +1,255 @@
+//! What a plugin instance's store holds, and the host side of the contract's
+//! imports (`types` resources, `host`, `state`).
+
+use super::bindings::gatehouse::plugin::{host, state, types};
+use super::bindings::{Level, WindowCount};
+use super::exchange::{self, ContextRes, RequestRes, ResponseRes};
+use super::state::SharedState;
+use std::sync::Arc;
+use std::time::Duration;
+use wasmtime::component::{Resource, ResourceTable};
+use wasmtime::{ResourceLimiter, Result};
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+
+/// Names a plugin entry in logs.
+#[derive(Debug)]
+pub struct EntryTag {
+    pub route: Arc<str>,
+    pub plugin: Arc<str>,
+}
+
+/// Per-instance store data.
+pub struct StoreData {
+    pub table: ResourceTable,
+    wasi: WasiCtx,
+    pub limiter: MemoryLimiter,
+    pub tag: Arc<EntryTag>,
+    /// The request being served, for log lines ("" during `init`).
+    pub request_id: Arc<str>,
+    state: Arc<SharedState>,
+}
+
+impl StoreData {
+    pub fn new(tag: Arc<EntryTag>, state: Arc<SharedState>, memory: u64) -> StoreData {
+        // WASI grants nothing: no preopened dirs, env, args, stdio or network.
+        // It is linked only because every toolchain's standard library imports it.
+        let wasi = WasiCtx::builder().allow_tcp(false).allow_udp(false).allow_ip_name_lookup(false).build();
+        StoreData {
+            table: ResourceTable::new(),
+            wasi,
+            limiter: MemoryLimiter { max: memory as usize, denied: false },
+            tag,
+            request_id: Arc::from(""),
+            state,
+        }
+    }
+}
+
+impl WasiView for StoreData {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
+    }
+}
+
+/// Caps an instance's linear memory, remembering a refusal so a trap that
+/// follows can be reported as the memory limit rather than a plain crash.
+pub struct MemoryLimiter {
+    max: usize,
+    pub denied: bool,
+}
+
+impl ResourceLimiter for MemoryLimiter {
+    fn memory_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> Result<bool> {
+        let ok = desired <= self.max;
+        if !ok {
+            self.denied = true;
+        }
+        Ok(ok)
+    }
+
+    fn table_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> Result<bool> {
+        Ok(desired <= 100_000)
+    }
+}
+
+type R<T> = Result<T>;
+
+impl types::Host for StoreData {}
+
+impl types::HostContext for StoreData {
+    fn route(&mut self, c: Resource<ContextRes>) -> R<String> {
+        Ok(self.table.get(&c)?.route.to_string())
+    }
+    fn request_id(&mut self, c: Resource<ContextRes>) -> R<String> {
+        Ok(self.table.get(&c)?.request_id.to_string())
+    }
+    fn client_addr(&mut self, c: Resource<ContextRes>) -> R<String> {
+        Ok(self.table.get(&c)?.client.to_string())
+    }
+    fn get(&mut self, c: Resource<ContextRes>, key: String) -> R<Option<String>> {
+        Ok(self.table.get(&c)?.bag.get(&key).cloned())
+    }
+    fn set(&mut self, c: Resource<ContextRes>, key: String, value: String) -> R<()> {
+        self.table.get_mut(&c)?.bag.insert(key, value);
+        Ok(())
+    }
+    fn drop(&mut self, _c: Resource<ContextRes>) -> R<()> {
+        // The host owns these and takes them back after each call.
+        Ok(())
+    }
+}
+
+impl types::HostRequest for StoreData {
+    fn method(&mut self, r: Resource<RequestRes>) -> R<String> {
+        Ok(self.table.get(&r)?.parts.method.to_string())
+    }
+    fn set_method(&mut self, r: Resource<RequestRes>, method: String) -> R<Result<(), String>> {
+        let req = self.table.get_mut(&r)?;
+        Ok(req.check_writable().and_then(|()| {
+            let m = http::Method::from_bytes(method.as_bytes()).map_err(|_| format!("invalid method \"{method}\""))?;
+            req.parts.method = m;
+            Ok(())
+        }))
+    }
+    fn path(&mut self, r: Resource<RequestRes>) -> R<String> {
+        Ok(self.table.get(&r)?.path().to_owned())
+    }
+    fn set_path(&mut self, r: Resource<RequestRes>, path: String) -> R<Result<(), String>> {
+        let req = self.table.get_mut(&r)?;
+        let query = req.parts.uri.query().map(str::to_owned);
+        Ok(req.check_writable().and_then(|()| req.set_path_and_query(&path, query.as_deref())))
+    }
+    fn query(&mut self, r: Resource<RequestRes>) -> R<Option<String>> {
+        Ok(self.table.get(&r)?.parts.uri.query().map(str::to_owned))
+    }
+    fn set_query(&mut self, r: Resource<RequestRes>, query: Option<String>) -> R<Result<(), String>> {
+        let req = self.table.get_mut(&r)?;
+        let path = req.path().to_owned();
+        Ok(req.check_writable().and_then(|()| req.set_path_and_query(&path, query.as_deref())))
+    }
+    fn header(&mut self, r: Resource<RequestRes>, name: String) -> R<Option<String>> {
+        Ok(exchange::header_first(&self.table.get(&r)?.parts.headers, &name))
+    }
+    fn header_all(&mut self, r: Resource<RequestRes>, name: String) -> R<Vec<String>> {
+        Ok(exchange::header_all(&self.table.get(&r)?.parts.headers, &name))
+    }
+    fn headers(&mut self, r: Resource<RequestRes>) -> R<Vec<(String, String)>> {
+        Ok(exchange::header_list(&self.table.get(&r)?.parts.headers))
+    }
+    fn set_header(&mut self, r: Resource<RequestRes>, name: String, value: String) -> R<Result<(), String>> {
+        let req = self.table.get_mut(&r)?;
+        Ok(req.check_writable().and_then(|()| exchange::header_set(&mut req.parts.headers, &name, &value)))
+    }
+    fn append_header(&mut self, r: Resource<RequestRes>, name: String, value: String) -> R<Result<(), String>> {
+        let req = self.table.get_mut(&r)?;
+        Ok(req.check_writable().and_then(|()| exchange::header_append(&mut req.parts.headers, &name, &value)))
+    }
+    fn remove_header(&mut self, r: Resource<RequestRes>, name: String) -> R<Result<(), String>> {
+        let req = self.table.get_mut(&r)?;
+        Ok(req.check_writable().and_then(|()| exchange::header_remove(&mut req.parts.headers, &name)))
+    }
+    fn body(&mut self, r: Resource<RequestRes>) -> R<Option<Vec<u8>>> {
+        let req = self.table.get(&r)?;
+        Ok(if req.body_visible { req.body.as_ref().map(|b| b.to_vec()) } else { None })
+    }
+    fn set_body(&mut self, r: Resource<RequestRes>, body: Vec<u8>) -> R<Result<(), String>> {
+        let req = self.table.get_mut(&r)?;
+        if !req.body_visible {
+            return Ok(Err("set-body needs the request-body hook".into()));
+        }
+        Ok(req.check_writable().map(|()| exchange::replace_body(&mut req.parts.headers, &mut req.body, body)))
+    }
+    fn drop(&mut self, _r: Resource<RequestRes>) -> R<()> {
+        Ok(())
+    }
+}
+
+impl types::HostResponse for StoreData {
+    fn status(&mut self, r: Resource<ResponseRes>) -> R<u16> {
+        Ok(self.table.get(&r)?.parts.status.as_u16())
+    }
+    fn set_status(&mut self, r: Resource<ResponseRes>, status: u16) -> R<Result<(), String>> {
+        let resp = self.table.get_mut(&r)?;
+        Ok(match http::StatusCode::from_u16(status) {
+            Ok(s) if status >= 200 => {
+                resp.parts.status = s;
+                Ok(())
+            }
+            _ => Err(format!("invalid status {status}: expected 200 to 999")),
+        })
+    }
+    fn header(&mut self, r: Resource<ResponseRes>, name: String) -> R<Option<String>> {
+        Ok(exchange::header_first(&self.table.get(&r)?.parts.headers, &name))
+    }
+    fn header_all(&mut self, r: Resource<ResponseRes>, name: String) -> R<Vec<String>> {
+        Ok(exchange::header_all(&self.table.get(&r)?.parts.headers, &name))
+    }
+    fn headers(&mut self, r: Resource<ResponseRes>) -> R<Vec<(String, String)>> {
+        Ok(exchange::header_list(&self.table.get(&r)?.parts.headers))
+    }
+    fn set_header(&mut self, r: Resource<ResponseRes>, name: String, value: String) -> R<Result<(), String>> {
+        Ok(exchange::header_set(&mut self.table.get_mut(&r)?.parts.headers, &name, &value))
+    }
+    fn append_header(&mut self, r: Resource<ResponseRes>, name: String, value: String) -> R<Result<(), String>> {
+        Ok(exchange::header_append(&mut self.table.get_mut(&r)?.parts.headers, &name, &value))
+    }
+    fn remove_header(&mut self, r: Resource<ResponseRes>, name: String) -> R<Result<(), String>> {
+        Ok(exchange::header_remove(&mut self.table.get_mut(&r)?.parts.headers, &name))
+    }
+    fn body(&mut self, r: Resource<ResponseRes>) -> R<Option<Vec<u8>>> {
+        let resp = self.table.get(&r)?;
+        Ok(if resp.body_visible { resp.body.as_ref().map(|b| b.to_vec()) } else { None })
+    }
+    fn set_body(&mut self, r: Resource<ResponseRes>, body: Vec<u8>) -> R<Result<(), String>> {
+        let resp = self.table.get_mut(&r)?;
+        if !resp.body_visible {
+            return Ok(Err("set-body needs the response-body hook".into()));
+        }
+        exchange::replace_body(&mut resp.parts.headers, &mut resp.body, body);
+        Ok(Ok(()))
+    }
+    fn drop(&mut self, _r: Resource<ResponseRes>) -> R<()> {
+        Ok(())
+    }
+}
+
+impl host::Host for StoreData {
+    fn log(&mut self, level: Level, message: String) {
+        let (route, plugin, id) = (&*self.tag.route, &*self.tag.plugin, &*self.request_id);
+        match level {
+            Level::Trace => tracing::trace!(target: "gatehouse::plugin", route, plugin, request_id = id, "{message}"),
+            Level::Debug => tracing::debug!(target: "gatehouse::plugin", route, plugin, request_id = id, "{message}"),
+            Level::Info => tracing::info!(target: "gatehouse::plugin", route, plugin, request_id = id, "{message}"),
+            Level::Warn => tracing::warn!(target: "gatehouse::plugin", route, plugin, request_id = id, "{message}"),
+            Level::Error => tracing::error!(target: "gatehouse::plugin", route, plugin, request_id = id, "{message}"),
+        }
+    }
+
+    fn now_ms(&mut self) -> u64 {
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+    }
+
+    fn monotonic_ns(&mut self) -> u64 {
+        static START: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+        START.get_or_init(std::time::Instant::now).elapsed().as_nanos() as u64
+    }
+}
+
+impl state::Host for StoreData {
+    async fn incr(&mut self, key: String, delta: i64, window_ms: u64) -> WindowCount {
+        let c = self.state.incr(&self.tag.plugin, &key, delta, window_ms);
+        WindowCount { current: c.current, previous: c.previous, reset_ms: c.reset_ms }
+    }
+    async fn get(&mut self, key: String) -> Option<Vec<u8>> {
+        self.state.get(&self.tag.plugin, &key)
+    }
+    async fn set(&mut self, key: String, value: Vec<u8>, ttl_ms: Option<u64>) {
+        self.state.set(&self.tag.plugin, &key, value, ttl_ms.map(Duration::from_millis));
+    }
+    async fn set_if_absent(&mut self, key: String, value: Vec<u8>, ttl_ms: Option<u64>) -> bool {
+        self.state.set_if_absent(&self.tag.plugin, &key, value, ttl_ms.map(Duration::from_millis))
+    }
+    async fn delete(&mut self, key: String) {
+        self.state.delete(&self.tag.plugin, &key);
+    }
+}

@@ -1,0 +1,185 @@
+//! The plugin runtime: one wasmtime engine, components compiled once and
+//! linked once, warm instance pools per route entry, CPU deadlines by epoch
+//! interruption and memory caps per instance.
+
+mod bindings;
+mod chain;
+mod exchange;
+mod host;
+mod pool;
+mod state;
+
+pub use bindings::{Hooks, Outcome, Reply};
+pub use chain::{Chain, ChainFailure, RequestStep};
+pub use exchange::{ContextRes, RequestRes, ResponseRes};
+pub use pool::EntryPool;
+pub use state::SharedState;
+
+use bindings::{Plugin, PluginPre};
+use host::StoreData;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+use wasmtime::component::{Component, HasSelf, Linker};
+use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store};
+
+/// The resolution of plugin CPU deadlines.
+pub const EPOCH_TICK: Duration = Duration::from_millis(1);
+
+/// The contract version this host serves.
+pub const CONTRACT: &str = "gatehouse:plugin@0.1.0";
+
+/// Why a plugin could not be loaded or failed a call.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum PluginError {
+    #[error("{0}")]
+    Load(String),
+    #[error("init failed: {0}")]
+    Init(String),
+    #[error("{context}: {message}")]
+    Trap { kind: TrapKind, context: &'static str, message: String },
+}
+
+/// What stopped a plugin call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TrapKind {
+    /// The call ran past its CPU deadline.
+    Deadline,
+    /// The instance asked for more memory than its cap.
+    Memory,
+    /// The guest trapped (a panic, an abort, an out-of-bounds access ...).
+    Crash,
+    Other,
+}
+
+impl TrapKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TrapKind::Deadline => "deadline",
+            TrapKind::Memory => "memory",
+            TrapKind::Crash => "trap",
+            TrapKind::Other => "error",
+        }
+    }
+}
+
+impl PluginError {
+    fn from_trap(e: &wasmtime::Error, store: &Store<StoreData>, context: &'static str) -> PluginError {
+        let trap = e.downcast_ref::<wasmtime::Trap>().copied();
+        let kind = if trap == Some(wasmtime::Trap::Interrupt) {
+            TrapKind::Deadline
+        } else if store.data().limiter.denied {
+            TrapKind::Memory
+        } else if trap.is_some() {
+            TrapKind::Crash
+        } else {
+            TrapKind::Other
+        };
+        let message = match kind {
+            TrapKind::Deadline => "ran past its CPU deadline".to_owned(),
+            TrapKind::Memory => format!("hit its memory limit ({})", first_line(e)),
+            _ => first_line(e),
+        };
+        PluginError::Trap { kind, context, message }
+    }
+}
+
+fn first_line(e: &wasmtime::Error) -> String {
+    let text = format!("{e:#}");
+    text.lines().next().unwrap_or("").to_owned()
+}
+
+/// A plugin compiled and linked, ready to instantiate.
+pub struct LoadedPlugin {
+    pub name: Arc<str>,
+    pub path: PathBuf,
+    pre: PluginPre<StoreData>,
+}
+
+/// The engine and everything shared by all plugins.
+pub struct Runtime {
+    engine: Engine,
+    linker: Linker<StoreData>,
+    pub state: Arc<SharedState>,
+    stop_ticker: Arc<AtomicBool>,
+}
+
+impl Runtime {
+    pub fn new() -> anyhow::Result<Runtime> {
+        let mut pooling = PoolingAllocationConfig::default();
+        pooling
+            .total_component_instances(2000)
+            .total_core_instances(4000)
+            .total_memories(2000)
+            .total_tables(4000)
+            .max_memory_size(crate::config::MAX_PLUGIN_MEMORY as usize);
+        let mut config = Config::new();
+        config
+            .epoch_interruption(true)
+            .allocation_strategy(InstanceAllocationStrategy::Pooling(pooling))
+            .max_wasm_stack(512 * 1024);
+        let engine = Engine::new(&config)?;
+        let mut linker = Linker::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
+        Plugin::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s)?;
+
+        // One ticker thread drives every deadline; none per request.
+        let stop_ticker = Arc::new(AtomicBool::new(false));
+        let (weak, stop) = (engine.weak(), stop_ticker.clone());
+        std::thread::Builder::new().name("gatehouse-epoch".into()).spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                std::thread::sleep(EPOCH_TICK);
+                match weak.upgrade() {
+                    Some(engine) => engine.increment_epoch(),
+                    None => break,
+                }
+            }
+        })?;
+        Ok(Runtime { engine, linker, state: Arc::new(SharedState::default()), stop_ticker })
+    }
+
+    /// Compiles and links `NAME.wasm`, refusing anything that is not a
+    /// component of the `gatehouse:plugin` world.
+    pub fn load(&self, name: &str, path: &Path) -> Result<Arc<LoadedPlugin>, PluginError> {
+        let bytes = std::fs::read(path)
+            .map_err(|e| PluginError::Load(format!("cannot read plugin file {}: {e}", path.display())))?;
+        check_header(&bytes).map_err(|m| PluginError::Load(format!("{}: {m}", path.display())))?;
+        let component = Component::from_binary(&self.engine, &bytes)
+            .map_err(|e| PluginError::Load(format!("{}: invalid component: {}", path.display(), first_line(&e))))?;
+        let pre = self
+            .linker
+            .instantiate_pre(&component)
+            .and_then(PluginPre::new)
+            .map_err(|e| {
+                PluginError::Load(format!(
+                    "{}: not a plugin of the {CONTRACT} world: {}",
+                    path.display(),
+                    first_line(&e)
+                ))
+            })?;
+        Ok(Arc::new(LoadedPlugin { name: Arc::from(name), path: path.to_path_buf(), pre }))
+    }
+}
+
+impl Drop for Runtime {
+    fn drop(&mut self) {
+        self.stop_ticker.store(true, Ordering::Relaxed);
+    }
+}
+
+/// Tells a core module or a non-wasm file apart from a component, with a
+/// message a plugin author can act on.
+fn check_header(bytes: &[u8]) -> Result<(), String> {
+    if bytes.len() < 8 || &bytes[..4] != b"\0asm" {
+        return Err("not a WebAssembly file".into());
+    }
+    match bytes[4..8] {
+        [0x0d, 0x00, 0x01, 0x00] => Ok(()),
+        [0x01, 0x00, 0x00, 0x00] => Err(
+            "a core WebAssembly module, not a component: build it for wasm32-wasip2 (or wrap it with `wasm-tools component new`)"
+                .into(),
+        ),
+        _ => Err("an unsupported WebAssembly version: expected a component".into()),
+    }
+}

@@ -1,0 +1,121 @@
+//! Warm instances per (route, plugin entry): instantiate from the linked
+//! `InstancePre`, run `init` once, then reuse across requests. An instance
+//! that fails in any way is dropped, never reused; one that reaches its reuse
+//! cap is retired so a slow leak inside a plugin cannot grow without end.
+
+use super::bindings::{Hooks, Plugin, PluginPre};
+use super::host::{EntryTag, StoreData};
+use super::state::SharedState;
+use super::{EPOCH_TICK, LoadedPlugin, PluginError};
+use crate::config::{Limits, OnError, PluginEntry};
+use std::sync::{Arc, Mutex};
+use wasmtime::Store;
+
+/// Calls an instance serves before it is retired.
+const MAX_USES: u32 = 100_000;
+
+/// A warm, initialised instance.
+pub struct Warm {
+    pub(super) store: Store<StoreData>,
+    pub(super) bindings: Plugin,
+    uses: u32,
+}
+
+impl Warm {
+    /// Arms the CPU deadline for the next call into the guest.
+    pub(super) fn arm(&mut self, ticks: u64, request_id: &Arc<str>) {
+        self.store.set_epoch_deadline(ticks);
+        self.store.data_mut().request_id = request_id.clone();
+        self.uses += 1;
+    }
+}
+
+/// The instances of one plugin entry on one route.
+pub struct EntryPool {
+    pub tag: Arc<EntryTag>,
+    pub plugin: Arc<LoadedPlugin>,
+    pub on_error: OnError,
+    pub hooks: Hooks,
+    config_json: String,
+    limits: Limits,
+    /// The deadline in epoch ticks.
+    pub(super) ticks: u64,
+    state: Arc<SharedState>,
+    idle: Mutex<Vec<Warm>>,
+    max_idle: usize,
+}
+
+impl EntryPool {
+    /// Creates the pool and its first instance, whose `init` checks the
+    /// entry's config: an error here refuses the configuration.
+    pub async fn new(
+        plugin: Arc<LoadedPlugin>,
+        entry: &PluginEntry,
+        route: Arc<str>,
+        state: Arc<SharedState>,
+        max_idle: usize,
+    ) -> Result<EntryPool, PluginError> {
+        let tag = Arc::new(EntryTag { route, plugin: plugin.name.clone() });
+        let ticks = (entry.limits.timeout.as_micros() as u64).div_ceil(EPOCH_TICK.as_micros() as u64) + 1;
+        let mut pool = EntryPool {
+            tag,
+            plugin,
+            on_error: entry.on_error,
+            hooks: Hooks::empty(),
+            config_json: entry.config_json.clone(),
+            limits: entry.limits,
+            ticks,
+            state,
+            idle: Mutex::new(Vec::new()),
+            max_idle: max_idle.max(1),
+        };
+        let (warm, hooks) = pool.instantiate().await?;
+        pool.hooks = hooks;
+        pool.checkin(warm);
+        Ok(pool)
+    }
+
+    async fn instantiate(&self) -> Result<(Warm, Hooks), PluginError> {
+        let data = StoreData::new(self.tag.clone(), self.state.clone(), self.limits.memory);
+        let mut store = Store::new(self.plugin.pre.engine(), data);
+        store.limiter(|d| &mut d.limiter);
+        store.set_epoch_deadline(self.ticks);
+        let pre: &PluginPre<StoreData> = &self.plugin.pre;
+        let bindings = match pre.instantiate_async(&mut store).await {
+            Ok(b) => b,
+            Err(e) => return Err(PluginError::from_trap(&e, &store, "instantiate")),
+        };
+        let mut warm = Warm { store, bindings, uses: 0 };
+        warm.arm(self.ticks, &Arc::from(""));
+        match warm.bindings.call_init(&mut warm.store, &self.config_json).await {
+            Ok(Ok(hooks)) => Ok((warm, hooks)),
+            Ok(Err(message)) => Err(PluginError::Init(message)),
+            Err(e) => Err(PluginError::from_trap(&e, &warm.store, "init")),
+        }
+    }
+
+    /// A warm instance: an idle one, or a new one.
+    pub async fn checkout(&self) -> Result<Warm, PluginError> {
+        let idle = self.idle.lock().unwrap_or_else(|e| e.into_inner()).pop();
+        match idle {
+            Some(w) => Ok(w),
+            None => self.instantiate().await.map(|(w, _)| w),
+        }
+    }
+
+    /// Returns an instance that served a call successfully.
+    pub fn checkin(&self, warm: Warm) {
+        if warm.uses >= MAX_USES {
+            return;
+        }
+        let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
+        if idle.len() < self.max_idle {
+            idle.push(warm);
+        }
+    }
+
+    /// Instances waiting for work.
+    pub fn idle_count(&self) -> usize {
+        self.idle.lock().unwrap_or_else(|e| e.into_inner()).len()
+    }
+}

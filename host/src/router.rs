@@ -1,0 +1,310 @@
+//! The router: a segment trie compiled once from the routes.
+//!
+//! Paths are matched segment by segment, trying a literal segment before a
+//! `{param}` and both before a tail wildcard, so the most specific path wins.
+//! Routes that share a path are ordered by how much more they ask for (host,
+//! headers, methods), then file order. Matching backtracks: if the most
+//! specific path has no route for this method, host or headers, a less
+//! specific one may still serve the request. A path that matched only with
+//! the wrong method gives 405 with the methods that would have matched.
+//!
+//! (`matchit` and friends return one match per path with no predicates to
+//! backtrack on, hence this small trie.)
+
+use http::{HeaderMap, Method};
+use std::collections::HashMap;
+
+/// One segment of a route path.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Segment {
+    Literal(String),
+    Param(String),
+}
+
+/// A route path: literal segments, `{name}` segments, and an optional `*`
+/// tail that matches zero or more further segments.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Pattern {
+    segments: Vec<Segment>,
+    tail: bool,
+}
+
+impl Pattern {
+    pub fn parse(path: &str) -> Result<Pattern, String> {
+        if !path.starts_with('/') {
+            return Err("expected a path starting with '/'".into());
+        }
+        let parts: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
+        let mut segments = Vec::new();
+        let mut tail = false;
+        for (i, part) in parts.iter().enumerate() {
+            if *part == "*" {
+                if i + 1 != parts.len() {
+                    return Err("'*' is only allowed as the last segment".into());
+                }
+                tail = true;
+            } else if let Some(name) = part.strip_prefix('{').and_then(|p| p.strip_suffix('}')) {
+                let ok = !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+                if !ok {
+                    return Err(format!("invalid parameter \"{part}\": expected {{name}} with letters, digits, '_' or '-'"));
+                }
+                segments.push(Segment::Param(name.to_owned()));
+            } else if part.contains(['{', '}', '*']) {
+                return Err(format!(
+                    "invalid segment \"{part}\": a parameter must be a whole segment (\"{{id}}\") and '*' only a whole last segment"
+                ));
+            } else {
+                segments.push(Segment::Literal((*part).to_owned()));
+            }
+        }
+        Ok(Pattern { segments, tail })
+    }
+
+    /// Whether `prefix` (e.g. "/api/v1") is made of this pattern's leading literal segments.
+    pub fn has_literal_prefix(&self, prefix: &str) -> bool {
+        let parts: Vec<&str> = prefix.split('/').filter(|s| !s.is_empty()).collect();
+        parts.len() <= self.segments.len()
+            && parts.iter().zip(&self.segments).all(|(p, s)| matches!(s, Segment::Literal(l) if l == p))
+    }
+
+    /// The same requests match both (parameter names aside).
+    pub fn same_shape(&self, other: &Pattern) -> bool {
+        self.tail == other.tail
+            && self.segments.len() == other.segments.len()
+            && self.segments.iter().zip(&other.segments).all(|(a, b)| match (a, b) {
+                (Segment::Literal(x), Segment::Literal(y)) => x == y,
+                (Segment::Param(_), Segment::Param(_)) => true,
+                _ => false,
+            })
+    }
+}
+
+/// What a route asks of a request besides its path.
+#[derive(Debug, Clone)]
+pub struct Predicates {
+    pub methods: Option<Vec<Method>>,
+    pub host: Option<String>,
+    pub headers: Vec<(http::HeaderName, http::HeaderValue)>,
+}
+
+impl Predicates {
+    fn weight(&self) -> (bool, usize, bool) {
+        (self.host.is_some(), self.headers.len(), self.methods.is_some())
+    }
+}
+
+/// The result of routing one request.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Match {
+    /// Route index (in config order) and the path parameters.
+    Found { route: usize, params: Vec<(String, String)> },
+    /// The path, host and headers matched, but not the method.
+    MethodNotAllowed { allow: Vec<Method> },
+    NotFound,
+}
+
+#[derive(Default)]
+struct Node {
+    literals: HashMap<String, Node>,
+    param: Option<Box<Node>>,
+    /// Routes whose pattern ends exactly here.
+    exact: Vec<usize>,
+    /// Routes whose pattern ends here with a `*` tail.
+    tail: Vec<usize>,
+}
+
+/// Routes compiled for matching.
+pub struct Router {
+    root: Node,
+    routes: Vec<(Pattern, Predicates)>,
+}
+
+impl Router {
+    /// Compiles routes; indices in `Match::Found` refer to this order.
+    pub fn new(routes: Vec<(Pattern, Predicates)>) -> Router {
+        let mut root = Node::default();
+        for (i, (pattern, _)) in routes.iter().enumerate() {
+            let mut node = &mut root;
+            for seg in &pattern.segments {
+                node = match seg {
+                    Segment::Literal(l) => node.literals.entry(l.clone()).or_default(),
+                    Segment::Param(_) => node.param.get_or_insert_with(Default::default),
+                };
+            }
+            if pattern.tail { node.tail.push(i) } else { node.exact.push(i) }
+        }
+        let mut router = Router { root, routes };
+        let weights: Vec<_> = router.routes.iter().map(|(_, p)| p.weight()).collect();
+        sort_candidates(&mut router.root, &weights);
+        router
+    }
+
+    /// Finds the route for a request. `host` is the request's host without port.
+    pub fn route(&self, method: &Method, host: Option<&str>, headers: &HeaderMap, path: &str) -> Match {
+        let segments: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
+        let mut search = Search { router: self, method, host, headers, allow: Vec::new() };
+        match search.walk(&self.root, &segments) {
+            Some(route) => {
+                let params = self.params(route, &segments);
+                Match::Found { route, params }
+            }
+            None if !search.allow.is_empty() => {
+                let mut allow = search.allow;
+                allow.sort_by(|a, b| a.as_str().cmp(b.as_str()));
+                allow.dedup();
+                Match::MethodNotAllowed { allow }
+            }
+            None => Match::NotFound,
+        }
+    }
+
+    fn params(&self, route: usize, segments: &[&str]) -> Vec<(String, String)> {
+        let pattern = &self.routes[route].0;
+        let mut out: Vec<(String, String)> = pattern
+            .segments
+            .iter()
+            .zip(segments)
+            .filter_map(|(s, v)| match s {
+                Segment::Param(name) => Some((name.clone(), (*v).to_owned())),
+                Segment::Literal(_) => None,
+            })
+            .collect();
+        if pattern.tail {
+            out.push(("*".to_owned(), segments[pattern.segments.len()..].join("/")));
+        }
+        out
+    }
+}
+
+fn sort_candidates(node: &mut Node, weights: &[(bool, usize, bool)]) {
+    // Heavier predicates first, then file order (sort is stable).
+    node.exact.sort_by(|a, b| weights[*b].cmp(&weights[*a]));
+    node.tail.sort_by(|a, b| weights[*b].cmp(&weights[*a]));
+    for child in node.literals.values_mut() {
+        sort_candidates(child, weights);
+    }
+    if let Some(p) = node.param.as_mut() {
+        sort_candidates(p, weights);
+    }
+}
+
+struct Search<'a> {
+    router: &'a Router,
+    method: &'a Method,
+    host: Option<&'a str>,
+    headers: &'a HeaderMap,
+    allow: Vec<Method>,
+}
+
+impl Search<'_> {
+    fn walk(&mut self, node: &Node, rest: &[&str]) -> Option<usize> {
+        match rest.split_first() {
+            None => {
+                if let Some(r) = self.pick(&node.exact) {
+                    return Some(r);
+                }
+            }
+            Some((first, tail)) => {
+                if let Some(child) = node.literals.get(*first)
+                    && let Some(r) = self.walk(child, tail)
+                {
+                    return Some(r);
+                }
+                if let Some(child) = node.param.as_deref()
+                    && let Some(r) = self.walk(child, tail)
+                {
+                    return Some(r);
+                }
+            }
+        }
+        self.pick(&node.tail)
+    }
+
+    fn pick(&mut self, candidates: &[usize]) -> Option<usize> {
+        for &i in candidates {
+            let p = &self.router.routes[i].1;
+            if p.host.as_deref().is_some_and(|h| Some(h) != self.host) {
+                continue;
+            }
+            if !p.headers.iter().all(|(n, v)| self.headers.get_all(n).iter().any(|x| x == v)) {
+                continue;
+            }
+            match &p.methods {
+                Some(ms) if !ms.contains(self.method) => self.allow.extend(ms.iter().cloned()),
+                _ => return Some(i),
+            }
+        }
+        None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn route(path: &str, methods: Option<&[&str]>) -> (Pattern, Predicates) {
+        let methods = methods.map(|ms| ms.iter().map(|m| Method::from_bytes(m.as_bytes()).unwrap()).collect());
+        (Pattern::parse(path).unwrap(), Predicates { methods, host: None, headers: vec![] })
+    }
+
+    fn get(router: &Router, path: &str) -> Match {
+        router.route(&Method::GET, None, &HeaderMap::new(), path)
+    }
+
+    #[test]
+    fn literal_beats_param_beats_tail() {
+        let r = Router::new(vec![route("/users/*", None), route("/users/{id}", None), route("/users/me", None)]);
+        assert!(matches!(get(&r, "/users/me"), Match::Found { route: 2, .. }));
+        assert_eq!(get(&r, "/users/42"), Match::Found { route: 1, params: vec![("id".into(), "42".into())] });
+        assert!(matches!(get(&r, "/users/42/orders"), Match::Found { route: 0, .. }));
+        // A tail matches zero segments too.
+        assert!(matches!(get(&r, "/users"), Match::Found { route: 0, .. }));
+        assert_eq!(get(&r, "/orders"), Match::NotFound);
+    }
+
+    #[test]
+    fn backtracks_when_the_specific_route_refuses_the_method() {
+        let r = Router::new(vec![route("/users/{id}", Some(&["POST"])), route("/users/*", Some(&["GET"]))]);
+        assert!(matches!(get(&r, "/users/7"), Match::Found { route: 1, .. }));
+        let del = r.route(&Method::DELETE, None, &HeaderMap::new(), "/users/7");
+        assert_eq!(del, Match::MethodNotAllowed { allow: vec![Method::GET, Method::POST] });
+    }
+
+    #[test]
+    fn header_and_host_predicates_outrank_plain_routes() {
+        let mut v2 = route("/orders/*", None);
+        v2.1.headers = vec![("accept-version".parse().unwrap(), "2".parse().unwrap())];
+        let mut hosted = route("/orders/*", None);
+        hosted.1.host = Some("api.example.com".into());
+        let r = Router::new(vec![route("/orders/*", None), v2, hosted]);
+        let mut h = HeaderMap::new();
+        assert!(matches!(r.route(&Method::GET, None, &h, "/orders/1"), Match::Found { route: 0, .. }));
+        h.insert("accept-version", "2".parse().unwrap());
+        assert!(matches!(r.route(&Method::GET, None, &h, "/orders/1"), Match::Found { route: 1, .. }));
+        assert!(matches!(r.route(&Method::GET, Some("api.example.com"), &h, "/orders/1"), Match::Found { route: 2, .. }));
+    }
+
+    #[test]
+    fn exact_paths_ignore_trailing_slashes() {
+        let r = Router::new(vec![route("/health", None), route("/", None)]);
+        assert!(matches!(get(&r, "/health/"), Match::Found { route: 0, .. }));
+        assert!(matches!(get(&r, "/"), Match::Found { route: 1, .. }));
+        assert_eq!(get(&r, "/healthz"), Match::NotFound);
+    }
+
+    #[test]
+    fn bad_patterns_are_refused() {
+        assert!(Pattern::parse("users").is_err());
+        assert!(Pattern::parse("/a/*/b").is_err());
+        assert!(Pattern::parse("/a/{}").is_err());
+        assert!(Pattern::parse("/a/x{id}").is_err());
+    }
+
+    #[test]
+    fn literal_prefixes() {
+        let p = Pattern::parse("/api/v1/users/*").unwrap();
+        assert!(p.has_literal_prefix("/api/v1"));
+        assert!(!p.has_literal_prefix("/api/v2"));
+        assert!(!p.has_literal_prefix("/ap"));
+    }
+}
