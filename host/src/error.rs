@@ -14,7 +14,9 @@ pub type Body = UnsyncBoxBody<Bytes, BoxError>;
 
 /// A whole body from bytes.
 pub fn full(bytes: impl Into<Bytes>) -> Body {
-    Full::new(bytes.into()).map_err(|never| match never {}).boxed_unsync()
+    Full::new(bytes.into())
+        .map_err(|never| match never {})
+        .boxed_unsync()
 }
 
 /// Where a failure came from, for logs.
@@ -59,9 +61,9 @@ impl GatewayError {
             GatewayError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             GatewayError::RequestBodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             GatewayError::BadRequest(_) => StatusCode::BAD_REQUEST,
-            GatewayError::UpstreamConnect | GatewayError::UpstreamFailed | GatewayError::ResponseBodyTooLarge => {
-                StatusCode::BAD_GATEWAY
-            }
+            GatewayError::UpstreamConnect
+            | GatewayError::UpstreamFailed
+            | GatewayError::ResponseBodyTooLarge => StatusCode::BAD_GATEWAY,
             GatewayError::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
             GatewayError::NoTarget | GatewayError::Plugin(_) => StatusCode::SERVICE_UNAVAILABLE,
             GatewayError::PluginReply(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -90,7 +92,10 @@ impl GatewayError {
         let mut resp = Response::new(Bytes::from(body.to_string()));
         *resp.status_mut() = status;
         let h = resp.headers_mut();
-        h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        h.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
         if let GatewayError::MethodNotAllowed { allow } = self {
             let list: Vec<&str> = allow.iter().map(Method::as_str).collect();
             if let Ok(v) = HeaderValue::from_str(&list.join(", ")) {

@@ -32,16 +32,29 @@ impl Gateway {
     pub async fn build(config: &Config, runtime: &Runtime) -> Result<Gateway, ConfigErrors> {
         let mut errors: Vec<ConfigError> = Vec::new();
         let plugins = load_plugins(config, runtime, &mut errors);
-        let upstreams: BTreeMap<&str, Arc<UpstreamPool>> =
-            config.upstreams.iter().map(|(name, u)| (name.as_str(), UpstreamPool::new(u))).collect();
+        let upstreams: BTreeMap<&str, Arc<UpstreamPool>> = config
+            .upstreams
+            .iter()
+            .map(|(name, u)| (name.as_str(), UpstreamPool::new(u)))
+            .collect();
 
         let mut routes = Vec::new();
         for route in &config.routes {
             let name: Arc<str> = Arc::from(route.name.as_str());
             let mut entries = Vec::new();
             for entry in &route.plugins {
-                let Some(plugin) = plugins.get(&entry.plugin) else { continue };
-                match EntryPool::new(plugin.clone(), entry, name.clone(), runtime.state.clone(), MAX_IDLE_PER_ENTRY).await {
+                let Some(plugin) = plugins.get(&entry.plugin) else {
+                    continue;
+                };
+                match EntryPool::new(
+                    plugin.clone(),
+                    entry,
+                    name.clone(),
+                    runtime.state.clone(),
+                    MAX_IDLE_PER_ENTRY,
+                )
+                .await
+                {
                     Ok(pool) => entries.push(Arc::new(pool)),
                     Err(e) => errors.push(entry.location.error(format!(
                         "route \"{}\", plugin \"{}\": {e}",
@@ -49,9 +62,14 @@ impl Gateway {
                     ))),
                 }
             }
-            let Some(upstream) = upstreams.get(route.upstream.as_str()) else { continue };
+            let Some(upstream) = upstreams.get(route.upstream.as_str()) else {
+                continue;
+            };
             let chain = Chain { entries };
-            let has_response_hooks = chain.entries.iter().any(|e| e.hooks.contains(crate::plugin::Hooks::ON_RESPONSE));
+            let has_response_hooks = chain
+                .entries
+                .iter()
+                .any(|e| e.hooks.contains(crate::plugin::Hooks::ON_RESPONSE));
             routes.push(RouteRuntime {
                 name,
                 upstream: upstream.clone(),
@@ -69,13 +87,20 @@ impl Gateway {
                 .routes
                 .iter()
                 .map(|r| {
-                    let predicates =
-                        Predicates { methods: r.methods.clone(), host: r.host.clone(), headers: r.headers.clone() };
+                    let predicates = Predicates {
+                        methods: r.methods.clone(),
+                        host: r.host.clone(),
+                        headers: r.headers.clone(),
+                    };
                     (r.pattern.clone(), predicates)
                 })
                 .collect(),
         );
-        Ok(Gateway { router, routes, server: config.server.clone() })
+        Ok(Gateway {
+            router,
+            routes,
+            server: config.server.clone(),
+        })
     }
 
     /// The plugin entries of every route, for inspection.
@@ -85,7 +110,11 @@ impl Gateway {
 }
 
 /// Compiles each plugin named by the config once, from `NAME.wasm`.
-fn load_plugins(config: &Config, runtime: &Runtime, errors: &mut Vec<ConfigError>) -> HashMap<String, Arc<LoadedPlugin>> {
+fn load_plugins(
+    config: &Config,
+    runtime: &Runtime,
+    errors: &mut Vec<ConfigError>,
+) -> HashMap<String, Arc<LoadedPlugin>> {
     let dir = &config.server.plugins_dir;
     let mut loaded: HashMap<String, Arc<LoadedPlugin>> = HashMap::new();
     let mut failed: HashMap<String, String> = HashMap::new();
@@ -102,7 +131,11 @@ fn load_plugins(config: &Config, runtime: &Runtime, errors: &mut Vec<ConfigError
                     let result = if path.is_file() {
                         runtime.load(name, &path).map_err(|e| e.to_string())
                     } else {
-                        Err(format!("no file {name}.wasm in the plugins folder {} ({})", dir.display(), available(dir)))
+                        Err(format!(
+                            "no file {name}.wasm in the plugins folder {} ({})",
+                            dir.display(),
+                            available(dir)
+                        ))
                     };
                     match result {
                         Ok(p) => {
@@ -116,7 +149,10 @@ fn load_plugins(config: &Config, runtime: &Runtime, errors: &mut Vec<ConfigError
                     }
                 }
             };
-            errors.push(entry.location.error(format!("route \"{}\", plugin \"{name}\": {message}", route.name)));
+            errors.push(entry.location.error(format!(
+                "route \"{}\", plugin \"{name}\": {message}",
+                route.name
+            )));
         }
     }
     loaded
@@ -126,10 +162,19 @@ fn available(dir: &std::path::Path) -> String {
     let mut names: Vec<String> = std::fs::read_dir(dir)
         .map(|rd| {
             rd.filter_map(|e| e.ok())
-                .filter_map(|e| e.file_name().to_str()?.strip_suffix(".wasm").map(str::to_owned))
+                .filter_map(|e| {
+                    e.file_name()
+                        .to_str()?
+                        .strip_suffix(".wasm")
+                        .map(str::to_owned)
+                })
                 .collect()
         })
         .unwrap_or_default();
     names.sort();
-    if names.is_empty() { "it has no plugins".to_owned() } else { format!("available: {}", names.join(", ")) }
+    if names.is_empty() {
+        "it has no plugins".to_owned()
+    } else {
+        format!("available: {}", names.join(", "))
+    }
 }

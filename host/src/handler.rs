@@ -27,7 +27,14 @@ struct Outgoing {
 impl Outgoing {
     fn error(e: &GatewayError, request_id: &str) -> Outgoing {
         let (parts, body) = e.to_response(request_id).into_parts();
-        Outgoing { res: ResponseRes { parts, body: Some(body), body_visible: false }, stream: None }
+        Outgoing {
+            res: ResponseRes {
+                parts,
+                body: Some(body),
+                body_visible: false,
+            },
+            stream: None,
+        }
     }
 
     fn into_response(self) -> Response<Body> {
@@ -46,12 +53,20 @@ impl Gateway {
         let request_id = request_id(req.headers());
         let (parts, body) = req.into_parts();
         let host = host_of(&parts);
-        let out = match self.router.route(&parts.method, host.as_deref(), &parts.headers, parts.uri.path()) {
+        let out = match self.router.route(
+            &parts.method,
+            host.as_deref(),
+            &parts.headers,
+            parts.uri.path(),
+        ) {
             Match::Found { route, params } => {
                 let route = &self.routes[route];
-                self.proxy(route, parts, body, client, request_id.clone(), params).await
+                self.proxy(route, parts, body, client, request_id.clone(), params)
+                    .await
             }
-            Match::MethodNotAllowed { allow } => Outgoing::error(&GatewayError::MethodNotAllowed { allow }, &request_id),
+            Match::MethodNotAllowed { allow } => {
+                Outgoing::error(&GatewayError::MethodNotAllowed { allow }, &request_id)
+            }
             Match::NotFound => Outgoing::error(&GatewayError::NotFound, &request_id),
         };
         let mut resp = out.into_response();
@@ -91,22 +106,49 @@ impl Gateway {
             (None, Some(body))
         };
 
-        let bag: HashMap<String, String> = params.into_iter().map(|(k, v)| (format!("param.{k}"), v)).collect();
-        let mut ctx = ContextRes { route: route.name.clone(), request_id: request_id.clone(), client, bag };
-        let req = RequestRes { parts, body: buffered, body_visible: false, writable: true };
+        let bag: HashMap<String, String> = params
+            .into_iter()
+            .map(|(k, v)| (format!("param.{k}"), v))
+            .collect();
+        let mut ctx = ContextRes {
+            route: route.name.clone(),
+            request_id: request_id.clone(),
+            client,
+            bag,
+        };
+        let req = RequestRes {
+            parts,
+            body: buffered,
+            body_visible: false,
+            writable: true,
+        };
         let (mut req, step, ran) = route.chain.on_request(&mut ctx, req).await;
 
         let (out, outcome) = match step {
-            RequestStep::Upstream => self.forward(route, &mut req, stream.take(), &request_id).await,
+            RequestStep::Upstream => {
+                self.forward(route, &mut req, stream.take(), &request_id)
+                    .await
+            }
             RequestStep::Respond(reply) => match reply_to_response(reply) {
                 Ok(res) => (Outgoing { res, stream: None }, Outcome::Plugin),
                 Err(why) => {
                     let plugin = route.chain.entries[ran].tag.plugin.clone();
-                    tracing::warn!(route = &*route.name, plugin = &*plugin, request_id = &*request_id, "invalid plugin reply: {why}");
-                    (Outgoing::error(&GatewayError::PluginReply(plugin), &request_id), Outcome::Gateway)
+                    tracing::warn!(
+                        route = &*route.name,
+                        plugin = &*plugin,
+                        request_id = &*request_id,
+                        "invalid plugin reply: {why}"
+                    );
+                    (
+                        Outgoing::error(&GatewayError::PluginReply(plugin), &request_id),
+                        Outcome::Gateway,
+                    )
                 }
             },
-            RequestStep::Failed(f) => (Outgoing::error(&GatewayError::Plugin(f.plugin), &request_id), Outcome::Gateway),
+            RequestStep::Failed(f) => (
+                Outgoing::error(&GatewayError::Plugin(f.plugin), &request_id),
+                Outcome::Gateway,
+            ),
         };
         if ran == 0 || route.chain.is_empty() {
             return out;
@@ -131,10 +173,18 @@ impl Gateway {
         request_id: &str,
     ) -> (Outgoing, Outcome) {
         let Some(target) = route.upstream.pick() else {
-            return (Outgoing::error(&GatewayError::NoTarget, request_id), Outcome::Gateway);
+            return (
+                Outgoing::error(&GatewayError::NoTarget, request_id),
+                Outcome::Gateway,
+            );
         };
         let pq = req.parts.uri.path_and_query().map_or("/", |p| p.as_str());
-        let uri = match Uri::builder().scheme("http").authority(target.authority().clone()).path_and_query(pq).build() {
+        let uri = match Uri::builder()
+            .scheme("http")
+            .authority(target.authority().clone())
+            .path_and_query(pq)
+            .build()
+        {
             Ok(u) => u,
             Err(e) => {
                 let err = GatewayError::BadRequest(format!("cannot form the upstream uri: {e}"));
@@ -177,34 +227,67 @@ impl Gateway {
         proxy::strip_hop_by_hop(&mut parts.headers);
         if route.chain.wants_response_body() {
             match read_limited(body, &parts.headers, self.server.max_body_size).await {
-                Ok(b) => (Outgoing { res: ResponseRes { parts, body: Some(b), body_visible: false }, stream: None }, Outcome::Upstream),
-                Err(GatewayError::RequestBodyTooLarge) => {
-                    (Outgoing::error(&GatewayError::ResponseBodyTooLarge, request_id), Outcome::Gateway)
-                }
+                Ok(b) => (
+                    Outgoing {
+                        res: ResponseRes {
+                            parts,
+                            body: Some(b),
+                            body_visible: false,
+                        },
+                        stream: None,
+                    },
+                    Outcome::Upstream,
+                ),
+                Err(GatewayError::RequestBodyTooLarge) => (
+                    Outgoing::error(&GatewayError::ResponseBodyTooLarge, request_id),
+                    Outcome::Gateway,
+                ),
                 Err(e) => (Outgoing::error(&e, request_id), Outcome::Gateway),
             }
         } else {
-            (Outgoing { res: ResponseRes { parts, body: None, body_visible: false }, stream: Some(body) }, Outcome::Upstream)
+            (
+                Outgoing {
+                    res: ResponseRes {
+                        parts,
+                        body: None,
+                        body_visible: false,
+                    },
+                    stream: Some(body),
+                },
+                Outcome::Upstream,
+            )
         }
     }
 }
 
 /// Reads a whole body, refusing one over `max` bytes.
-async fn read_limited(body: Incoming, headers: &http::HeaderMap, max: u64) -> Result<Bytes, GatewayError> {
-    let declared = headers.get(http::header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+async fn read_limited(
+    body: Incoming,
+    headers: &http::HeaderMap,
+    max: u64,
+) -> Result<Bytes, GatewayError> {
+    let declared = headers
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
     if declared.is_some_and(|n| n > max) {
         return Err(GatewayError::RequestBodyTooLarge);
     }
     match Limited::new(body, max as usize).collect().await {
         Ok(c) => Ok(c.to_bytes()),
-        Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(GatewayError::RequestBodyTooLarge),
-        Err(e) => Err(GatewayError::BadRequest(format!("cannot read the body: {e}"))),
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => {
+            Err(GatewayError::RequestBodyTooLarge)
+        }
+        Err(e) => Err(GatewayError::BadRequest(format!(
+            "cannot read the body: {e}"
+        ))),
     }
 }
 
 fn strip_prefix(uri: &mut Uri, prefix: &str) -> Result<(), GatewayError> {
     let path = uri.path();
-    let Some(rest) = path.strip_prefix(prefix) else { return Ok(()) };
+    let Some(rest) = path.strip_prefix(prefix) else {
+        return Ok(());
+    };
     if !(rest.is_empty() || rest.starts_with('/')) {
         return Ok(());
     }
@@ -214,16 +297,20 @@ fn strip_prefix(uri: &mut Uri, prefix: &str) -> Result<(), GatewayError> {
         None => new_path.to_owned(),
     };
     let mut p = std::mem::take(uri).into_parts();
-    p.path_and_query = Some(pq.parse().map_err(|_| GatewayError::BadRequest("invalid path".into()))?);
+    p.path_and_query = Some(
+        pq.parse()
+            .map_err(|_| GatewayError::BadRequest("invalid path".into()))?,
+    );
     *uri = Uri::from_parts(p).map_err(|_| GatewayError::BadRequest("invalid path".into()))?;
     Ok(())
 }
 
 /// The client's request id when it is a sensible token, else a new one.
 fn request_id(headers: &http::HeaderMap) -> Arc<str> {
-    let given = headers.get(&X_REQUEST_ID).and_then(|v| v.to_str().ok()).filter(|s| {
-        !s.is_empty() && s.len() <= 128 && s.bytes().all(|b| b.is_ascii_graphic())
-    });
+    let given = headers
+        .get(&X_REQUEST_ID)
+        .and_then(|v| v.to_str().ok())
+        .filter(|s| !s.is_empty() && s.len() <= 128 && s.bytes().all(|b| b.is_ascii_graphic()));
     match given {
         Some(s) => Arc::from(s),
         None => Arc::from(uuid::Uuid::new_v4().simple().to_string()),
@@ -231,25 +318,42 @@ fn request_id(headers: &http::HeaderMap) -> Arc<str> {
 }
 
 fn host_of(parts: &http::request::Parts) -> Option<String> {
-    let raw = parts.headers.get(http::header::HOST).and_then(|v| v.to_str().ok()).or(parts.uri.host())?;
+    let raw = parts
+        .headers
+        .get(http::header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .or(parts.uri.host())?;
     let authority: http::uri::Authority = raw.parse().ok()?;
     Some(authority.host().to_ascii_lowercase())
 }
 
 fn reply_to_response(reply: Reply) -> Result<ResponseRes, String> {
-    let status = StatusCode::from_u16(reply.status).map_err(|_| format!("invalid status {}", reply.status))?;
+    let status = StatusCode::from_u16(reply.status)
+        .map_err(|_| format!("invalid status {}", reply.status))?;
     if status.as_u16() < 200 {
-        return Err(format!("invalid status {}: a reply must be final (200 or more)", reply.status));
+        return Err(format!(
+            "invalid status {}: a reply must be final (200 or more)",
+            reply.status
+        ));
     }
     let mut resp = Response::new(());
     *resp.status_mut() = status;
     for (n, v) in &reply.headers {
-        let name = HeaderName::from_bytes(n.as_bytes()).map_err(|_| format!("invalid header name \"{n}\""))?;
-        let value = HeaderValue::from_str(v).map_err(|_| format!("invalid value for header \"{n}\""))?;
+        let name = HeaderName::from_bytes(n.as_bytes())
+            .map_err(|_| format!("invalid header name \"{n}\""))?;
+        let value =
+            HeaderValue::from_str(v).map_err(|_| format!("invalid value for header \"{n}\""))?;
         resp.headers_mut().append(name, value);
     }
     resp.headers_mut().remove(http::header::TRANSFER_ENCODING);
-    resp.headers_mut().insert(http::header::CONTENT_LENGTH, HeaderValue::from(reply.body.len()));
+    resp.headers_mut().insert(
+        http::header::CONTENT_LENGTH,
+        HeaderValue::from(reply.body.len()),
+    );
     let (parts, ()) = resp.into_parts();
-    Ok(ResponseRes { parts, body: Some(Bytes::from(reply.body)), body_visible: false })
+    Ok(ResponseRes {
+        parts,
+        body: Some(Bytes::from(reply.body)),
+        body_visible: false,
+    })
 }

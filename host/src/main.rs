@@ -8,7 +8,11 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 #[derive(Parser)]
-#[command(name = "gatehouse", version, about = "An API gateway extended by sandboxed WebAssembly plugins")]
+#[command(
+    name = "gatehouse",
+    version,
+    about = "An API gateway extended by sandboxed WebAssembly plugins"
+)]
 struct Cli {
     /// Log format: human-readable text, or one JSON object per line.
     #[arg(long, value_enum, global = true, default_value_t = LogFormat::Text)]
@@ -64,7 +68,11 @@ fn main() -> ExitCode {
         }
     };
     let result = rt.block_on(async {
-        if check { run_check(path, &config).await } else { run(&config).await }
+        if check {
+            run_check(path, &config).await
+        } else {
+            run(&config).await
+        }
     });
     match result {
         Ok(code) => code,
@@ -80,7 +88,11 @@ async fn run_check(path: &Path, config: &Config) -> anyhow::Result<ExitCode> {
     match Gateway::build(config, &runtime).await {
         Ok(gw) => {
             let entries: usize = gw.chains().map(|(_, c)| c.entries.len()).sum();
-            println!("{}: ok ({} routes, {entries} plugin entries)", path.display(), config.routes.len());
+            println!(
+                "{}: ok ({} routes, {entries} plugin entries)",
+                path.display(),
+                config.routes.len()
+            );
             Ok(ExitCode::SUCCESS)
         }
         Err(errors) => {
@@ -113,10 +125,11 @@ async fn shutdown_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {
-        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(s) => s,
-            Err(_) => return std::future::pending().await,
-        };
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => return std::future::pending().await,
+            };
         tokio::select! {
             _ = ctrl_c => {},
             _ = term.recv() => {},
@@ -128,8 +141,11 @@ async fn shutdown_signal() {
 
 fn init_logs(format: LogFormat) {
     use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_env("GATEHOUSE_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let filter =
+        EnvFilter::try_from_env("GATEHOUSE_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     match format {
         LogFormat::Json => builder.json().init(),
         LogFormat::Text => builder.init(),

@@ -44,9 +44,14 @@ impl Pattern {
                 }
                 tail = true;
             } else if let Some(name) = part.strip_prefix('{').and_then(|p| p.strip_suffix('}')) {
-                let ok = !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+                let ok = !name.is_empty()
+                    && name
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
                 if !ok {
-                    return Err(format!("invalid parameter \"{part}\": expected {{name}} with letters, digits, '_' or '-'"));
+                    return Err(format!(
+                        "invalid parameter \"{part}\": expected {{name}} with letters, digits, '_' or '-'"
+                    ));
                 }
                 segments.push(Segment::Param(name.to_owned()));
             } else if part.contains(['{', '}', '*']) {
@@ -64,18 +69,25 @@ impl Pattern {
     pub fn has_literal_prefix(&self, prefix: &str) -> bool {
         let parts: Vec<&str> = prefix.split('/').filter(|s| !s.is_empty()).collect();
         parts.len() <= self.segments.len()
-            && parts.iter().zip(&self.segments).all(|(p, s)| matches!(s, Segment::Literal(l) if l == p))
+            && parts
+                .iter()
+                .zip(&self.segments)
+                .all(|(p, s)| matches!(s, Segment::Literal(l) if l == p))
     }
 
     /// The same requests match both (parameter names aside).
     pub fn same_shape(&self, other: &Pattern) -> bool {
         self.tail == other.tail
             && self.segments.len() == other.segments.len()
-            && self.segments.iter().zip(&other.segments).all(|(a, b)| match (a, b) {
-                (Segment::Literal(x), Segment::Literal(y)) => x == y,
-                (Segment::Param(_), Segment::Param(_)) => true,
-                _ => false,
-            })
+            && self
+                .segments
+                .iter()
+                .zip(&other.segments)
+                .all(|(a, b)| match (a, b) {
+                    (Segment::Literal(x), Segment::Literal(y)) => x == y,
+                    (Segment::Param(_), Segment::Param(_)) => true,
+                    _ => false,
+                })
     }
 }
 
@@ -89,7 +101,11 @@ pub struct Predicates {
 
 impl Predicates {
     fn weight(&self) -> (bool, usize, bool) {
-        (self.host.is_some(), self.headers.len(), self.methods.is_some())
+        (
+            self.host.is_some(),
+            self.headers.len(),
+            self.methods.is_some(),
+        )
     }
 }
 
@@ -97,9 +113,14 @@ impl Predicates {
 #[derive(Debug, PartialEq, Eq)]
 pub enum Match {
     /// Route index (in config order) and the path parameters.
-    Found { route: usize, params: Vec<(String, String)> },
+    Found {
+        route: usize,
+        params: Vec<(String, String)>,
+    },
     /// The path, host and headers matched, but not the method.
-    MethodNotAllowed { allow: Vec<Method> },
+    MethodNotAllowed {
+        allow: Vec<Method>,
+    },
     NotFound,
 }
 
@@ -131,7 +152,11 @@ impl Router {
                     Segment::Param(_) => node.param.get_or_insert_with(Default::default),
                 };
             }
-            if pattern.tail { node.tail.push(i) } else { node.exact.push(i) }
+            if pattern.tail {
+                node.tail.push(i)
+            } else {
+                node.exact.push(i)
+            }
         }
         let mut router = Router { root, routes };
         let weights: Vec<_> = router.routes.iter().map(|(_, p)| p.weight()).collect();
@@ -140,9 +165,21 @@ impl Router {
     }
 
     /// Finds the route for a request. `host` is the request's host without port.
-    pub fn route(&self, method: &Method, host: Option<&str>, headers: &HeaderMap, path: &str) -> Match {
+    pub fn route(
+        &self,
+        method: &Method,
+        host: Option<&str>,
+        headers: &HeaderMap,
+        path: &str,
+    ) -> Match {
         let segments: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
-        let mut search = Search { router: self, method, host, headers, allow: Vec::new() };
+        let mut search = Search {
+            router: self,
+            method,
+            host,
+            headers,
+            allow: Vec::new(),
+        };
         match search.walk(&self.root, &segments) {
             Some(route) => {
                 let params = self.params(route, &segments);
@@ -226,7 +263,11 @@ impl Search<'_> {
             if p.host.as_deref().is_some_and(|h| Some(h) != self.host) {
                 continue;
             }
-            if !p.headers.iter().all(|(n, v)| self.headers.get_all(n).iter().any(|x| x == v)) {
+            if !p
+                .headers
+                .iter()
+                .all(|(n, v)| self.headers.get_all(n).iter().any(|x| x == v))
+            {
                 continue;
             }
             match &p.methods {
@@ -243,8 +284,19 @@ mod tests {
     use super::*;
 
     fn route(path: &str, methods: Option<&[&str]>) -> (Pattern, Predicates) {
-        let methods = methods.map(|ms| ms.iter().map(|m| Method::from_bytes(m.as_bytes()).unwrap()).collect());
-        (Pattern::parse(path).unwrap(), Predicates { methods, host: None, headers: vec![] })
+        let methods = methods.map(|ms| {
+            ms.iter()
+                .map(|m| Method::from_bytes(m.as_bytes()).unwrap())
+                .collect()
+        });
+        (
+            Pattern::parse(path).unwrap(),
+            Predicates {
+                methods,
+                host: None,
+                headers: vec![],
+            },
+        )
     }
 
     fn get(router: &Router, path: &str) -> Match {
@@ -253,10 +305,26 @@ mod tests {
 
     #[test]
     fn literal_beats_param_beats_tail() {
-        let r = Router::new(vec![route("/users/*", None), route("/users/{id}", None), route("/users/me", None)]);
-        assert!(matches!(get(&r, "/users/me"), Match::Found { route: 2, .. }));
-        assert_eq!(get(&r, "/users/42"), Match::Found { route: 1, params: vec![("id".into(), "42".into())] });
-        assert!(matches!(get(&r, "/users/42/orders"), Match::Found { route: 0, .. }));
+        let r = Router::new(vec![
+            route("/users/*", None),
+            route("/users/{id}", None),
+            route("/users/me", None),
+        ]);
+        assert!(matches!(
+            get(&r, "/users/me"),
+            Match::Found { route: 2, .. }
+        ));
+        assert_eq!(
+            get(&r, "/users/42"),
+            Match::Found {
+                route: 1,
+                params: vec![("id".into(), "42".into())]
+            }
+        );
+        assert!(matches!(
+            get(&r, "/users/42/orders"),
+            Match::Found { route: 0, .. }
+        ));
         // A tail matches zero segments too.
         assert!(matches!(get(&r, "/users"), Match::Found { route: 0, .. }));
         assert_eq!(get(&r, "/orders"), Match::NotFound);
@@ -264,10 +332,18 @@ mod tests {
 
     #[test]
     fn backtracks_when_the_specific_route_refuses_the_method() {
-        let r = Router::new(vec![route("/users/{id}", Some(&["POST"])), route("/users/*", Some(&["GET"]))]);
+        let r = Router::new(vec![
+            route("/users/{id}", Some(&["POST"])),
+            route("/users/*", Some(&["GET"])),
+        ]);
         assert!(matches!(get(&r, "/users/7"), Match::Found { route: 1, .. }));
         let del = r.route(&Method::DELETE, None, &HeaderMap::new(), "/users/7");
-        assert_eq!(del, Match::MethodNotAllowed { allow: vec![Method::GET, Method::POST] });
+        assert_eq!(
+            del,
+            Match::MethodNotAllowed {
+                allow: vec![Method::GET, Method::POST]
+            }
+        );
     }
 
     #[test]
@@ -278,10 +354,19 @@ mod tests {
         hosted.1.host = Some("api.example.com".into());
         let r = Router::new(vec![route("/orders/*", None), v2, hosted]);
         let mut h = HeaderMap::new();
-        assert!(matches!(r.route(&Method::GET, None, &h, "/orders/1"), Match::Found { route: 0, .. }));
+        assert!(matches!(
+            r.route(&Method::GET, None, &h, "/orders/1"),
+            Match::Found { route: 0, .. }
+        ));
         h.insert("accept-version", "2".parse().unwrap());
-        assert!(matches!(r.route(&Method::GET, None, &h, "/orders/1"), Match::Found { route: 1, .. }));
-        assert!(matches!(r.route(&Method::GET, Some("api.example.com"), &h, "/orders/1"), Match::Found { route: 2, .. }));
+        assert!(matches!(
+            r.route(&Method::GET, None, &h, "/orders/1"),
+            Match::Found { route: 1, .. }
+        ));
+        assert!(matches!(
+            r.route(&Method::GET, Some("api.example.com"), &h, "/orders/1"),
+            Match::Found { route: 2, .. }
+        ));
     }
 
     #[test]

@@ -30,7 +30,9 @@ impl TargetGuard {
 
 impl Drop for TargetGuard {
     fn drop(&mut self) {
-        self.pool.targets[self.index].in_flight.fetch_sub(1, Ordering::Relaxed);
+        self.pool.targets[self.index]
+            .in_flight
+            .fetch_sub(1, Ordering::Relaxed);
     }
 }
 
@@ -57,7 +59,14 @@ impl UpstreamPool {
             .build(connector);
         Arc::new(UpstreamPool {
             name: cfg.name.clone(),
-            targets: cfg.targets.iter().map(|a| Target { authority: a.clone(), in_flight: AtomicUsize::new(0) }).collect(),
+            targets: cfg
+                .targets
+                .iter()
+                .map(|a| Target {
+                    authority: a.clone(),
+                    in_flight: AtomicUsize::new(0),
+                })
+                .collect(),
             balance: cfg.balance,
             next: AtomicUsize::new(0),
             timeout: cfg.timeout,
@@ -83,8 +92,13 @@ impl UpstreamPool {
                     .unwrap_or(0)
             }
         };
-        self.targets[index].in_flight.fetch_add(1, Ordering::Relaxed);
-        Some(TargetGuard { pool: self.clone(), index })
+        self.targets[index]
+            .in_flight
+            .fetch_add(1, Ordering::Relaxed);
+        Some(TargetGuard {
+            pool: self.clone(),
+            index,
+        })
     }
 
     /// Sends a request whose URI already names the target.

@@ -20,7 +20,14 @@ impl fmt::Display for ConfigError {
         if self.line == 0 {
             write!(f, "{}: {}", self.file.display(), self.message)
         } else {
-            write!(f, "{}:{}:{}: {}", self.file.display(), self.line, self.column, self.message)
+            write!(
+                f,
+                "{}:{}:{}: {}",
+                self.file.display(),
+                self.line,
+                self.column,
+                self.message
+            )
         }
     }
 }
@@ -81,7 +88,11 @@ impl SourceText<'_> {
         let line = before.matches('\n').count() + 1;
         let line_start = before.rfind('\n').map_or(0, |i| i + 1);
         let column = before[line_start..].chars().count() + 1;
-        Location { file: self.file.to_path_buf(), line, column }
+        Location {
+            file: self.file.to_path_buf(),
+            line,
+            column,
+        }
     }
 
     pub fn error(&self, span: Range<usize>, message: impl Into<String>) -> ConfigError {

@@ -106,7 +106,10 @@ pub struct Limits {
 
 impl Default for Limits {
     fn default() -> Self {
-        Limits { memory: 32 * 1024 * 1024, timeout: std::time::Duration::from_millis(50) }
+        Limits {
+            memory: 32 * 1024 * 1024,
+            timeout: std::time::Duration::from_millis(50),
+        }
     }
 }
 
@@ -144,7 +147,11 @@ impl Config {
             let span = e.span().unwrap_or(0..0);
             ConfigErrors(vec![src.error(span, e.message().trim_end().to_owned())])
         })?;
-        Validator { src: &src, errors: Vec::new() }.validate(raw)
+        Validator {
+            src: &src,
+            errors: Vec::new(),
+        }
+        .validate(raw)
     }
 }
 
@@ -186,7 +193,12 @@ impl Validator<'_> {
         if self.errors.is_empty()
             && let Some(server) = server
         {
-            return Ok(Config { file: self.src.file.to_path_buf(), server, upstreams, routes });
+            return Ok(Config {
+                file: self.src.file.to_path_buf(),
+                server,
+                upstreams,
+                routes,
+            });
         }
         self.errors.sort_by_key(|e| (e.line, e.column));
         Err(ConfigErrors(self.errors))
@@ -197,7 +209,10 @@ impl Validator<'_> {
             Ok(a) => Some(a),
             Err(_) => self.err(
                 raw.listen.span(),
-                format!("invalid listen address \"{}\": expected ip:port, e.g. \"127.0.0.1:8080\"", raw.listen.get_ref()),
+                format!(
+                    "invalid listen address \"{}\": expected ip:port, e.g. \"127.0.0.1:8080\"",
+                    raw.listen.get_ref()
+                ),
             ),
         };
         let base = self.src.file.parent().unwrap_or(Path::new("."));
@@ -208,7 +223,9 @@ impl Validator<'_> {
             plugins_dir,
             workers: raw.workers,
             max_body_size: raw.max_body_size.map_or(8 * 1024 * 1024, |s| s.0),
-            header_read_timeout: raw.header_read_timeout.map_or(std::time::Duration::from_secs(10), |d| d.0),
+            header_read_timeout: raw
+                .header_read_timeout
+                .map_or(std::time::Duration::from_secs(10), |d| d.0),
             max_header_size: max_header_size.max(8192),
             max_headers: raw.max_headers.unwrap_or(100),
         })
@@ -217,13 +234,19 @@ impl Validator<'_> {
     fn upstream(&mut self, name: String, raw: RawUpstream) -> Option<Upstream> {
         let mut targets = Vec::new();
         if raw.targets.get_ref().is_empty() {
-            return self.err(raw.targets.span(), format!("upstream \"{name}\" has no targets: expected at least one \"host:port\""));
+            return self.err(
+                raw.targets.span(),
+                format!("upstream \"{name}\" has no targets: expected at least one \"host:port\""),
+            );
         }
         for t in raw.targets.into_inner() {
             match parse_target(t.get_ref()) {
                 Some(a) => targets.push(a),
                 None => {
-                    let msg = format!("invalid target \"{}\" in upstream \"{name}\": expected \"host:port\"", t.get_ref());
+                    let msg = format!(
+                        "invalid target \"{}\" in upstream \"{name}\": expected \"host:port\"",
+                        t.get_ref()
+                    );
                     self.err::<()>(t.span(), msg);
                 }
             }
@@ -232,9 +255,15 @@ impl Validator<'_> {
             name,
             targets,
             balance: raw.balance.unwrap_or(Balance::RoundRobin),
-            connect_timeout: raw.connect_timeout.map_or(std::time::Duration::from_secs(1), |d| d.0),
-            timeout: raw.timeout.map_or(std::time::Duration::from_secs(30), |d| d.0),
-            idle_timeout: raw.idle_timeout.map_or(std::time::Duration::from_secs(60), |d| d.0),
+            connect_timeout: raw
+                .connect_timeout
+                .map_or(std::time::Duration::from_secs(1), |d| d.0),
+            timeout: raw
+                .timeout
+                .map_or(std::time::Duration::from_secs(30), |d| d.0),
+            idle_timeout: raw
+                .idle_timeout
+                .map_or(std::time::Duration::from_secs(60), |d| d.0),
             max_idle_per_target: raw.max_idle_per_target.unwrap_or(128),
         })
     }
@@ -244,7 +273,13 @@ impl Validator<'_> {
         let location = self.src.locate(r.name.span());
         let pattern = match Pattern::parse(r.path.get_ref()) {
             Ok(p) => Some(p),
-            Err(e) => self.err(r.path.span(), format!("route \"{name}\": invalid path \"{}\": {e}", r.path.get_ref())),
+            Err(e) => self.err(
+                r.path.span(),
+                format!(
+                    "route \"{name}\": invalid path \"{}\": {e}",
+                    r.path.get_ref()
+                ),
+            ),
         };
         let methods = match r.methods {
             None => Some(None),
@@ -256,7 +291,8 @@ impl Validator<'_> {
                         Ok(method) => out.push(method),
                         Err(_) => {
                             ok = false;
-                            let msg = format!("route \"{name}\": invalid method \"{}\"", m.get_ref());
+                            let msg =
+                                format!("route \"{name}\": invalid method \"{}\"", m.get_ref());
                             self.err::<()>(m.span(), msg);
                         }
                     }
@@ -266,11 +302,17 @@ impl Validator<'_> {
         };
         let mut headers = Vec::new();
         for (k, v) in r.headers {
-            let parsed = (HeaderName::from_bytes(k.as_bytes()), HeaderValue::from_str(v.get_ref()));
+            let parsed = (
+                HeaderName::from_bytes(k.as_bytes()),
+                HeaderValue::from_str(v.get_ref()),
+            );
             match parsed {
                 (Ok(n), Ok(val)) => headers.push((n, val)),
                 _ => {
-                    let msg = format!("route \"{name}\": invalid header match \"{k}\" = \"{}\"", v.get_ref());
+                    let msg = format!(
+                        "route \"{name}\": invalid header match \"{k}\" = \"{}\"",
+                        v.get_ref()
+                    );
                     self.err::<()>(v.span(), msg);
                 }
             }
@@ -279,14 +321,23 @@ impl Validator<'_> {
         let upstream = r.upstream.get_ref().clone();
         if !upstreams.contains_key(&upstream) {
             let known: Vec<&str> = upstreams.keys().map(String::as_str).collect();
-            let expected = if known.is_empty() { "no upstreams are defined".to_owned() } else { format!("expected one of: {}", known.join(", ")) };
-            self.err::<()>(r.upstream.span(), format!("route \"{name}\": unknown upstream \"{upstream}\" ({expected})"));
+            let expected = if known.is_empty() {
+                "no upstreams are defined".to_owned()
+            } else {
+                format!("expected one of: {}", known.join(", "))
+            };
+            self.err::<()>(
+                r.upstream.span(),
+                format!("route \"{name}\": unknown upstream \"{upstream}\" ({expected})"),
+            );
         }
         let strip_prefix = match r.strip_prefix {
             None => Some(None),
             Some(p) => {
                 let prefix = p.get_ref().trim_end_matches('/').to_owned();
-                let fits = pattern.as_ref().is_none_or(|pat| pat.has_literal_prefix(&prefix));
+                let fits = pattern
+                    .as_ref()
+                    .is_none_or(|pat| pat.has_literal_prefix(&prefix));
                 if !prefix.starts_with('/') || !fits {
                     let msg = format!(
                         "route \"{name}\": strip_prefix \"{}\" must be a leading part of the path \"{}\"",
@@ -321,7 +372,9 @@ impl Validator<'_> {
     fn plugin_entry(&mut self, route: &str, e: RawPluginEntry) -> Option<PluginEntry> {
         let plugin = e.plugin.get_ref().clone();
         let valid_name = !plugin.is_empty()
-            && plugin.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_');
+            && plugin
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_');
         if !valid_name {
             let msg = format!(
                 "route \"{route}\": invalid plugin name \"{plugin}\": expected lower-case letters, digits, '-' or '_' (the file NAME.wasm)"
@@ -332,14 +385,19 @@ impl Validator<'_> {
         if let Some(l) = e.limits {
             if let Some(m) = l.memory {
                 if m.get_ref().0 > MAX_PLUGIN_MEMORY || m.get_ref().0 < 64 * 1024 {
-                    let msg = format!("route \"{route}\", plugin \"{plugin}\": memory limit {} is out of range: expected 64KiB to 256MiB", m.get_ref());
+                    let msg = format!(
+                        "route \"{route}\", plugin \"{plugin}\": memory limit {} is out of range: expected 64KiB to 256MiB",
+                        m.get_ref()
+                    );
                     return self.err(m.span(), msg);
                 }
                 limits.memory = m.get_ref().0;
             }
             if let Some(t) = l.timeout {
                 if t.get_ref().0.is_zero() {
-                    let msg = format!("route \"{route}\", plugin \"{plugin}\": timeout must be more than 0");
+                    let msg = format!(
+                        "route \"{route}\", plugin \"{plugin}\": timeout must be more than 0"
+                    );
                     return self.err(t.span(), msg);
                 }
                 limits.timeout = t.get_ref().0;
@@ -368,7 +426,11 @@ impl Validator<'_> {
                 (Some(a), Some(b)) => a.iter().any(|m| b.contains(m)),
                 _ => true,
             };
-            if overlap && route.pattern.same_shape(&other.pattern) && route.host == other.host && route.headers == other.headers {
+            if overlap
+                && route.pattern.same_shape(&other.pattern)
+                && route.host == other.host
+                && route.headers == other.headers
+            {
                 let msg = format!(
                     "route \"{}\" conflicts with route \"{}\" (defined at {}): same path, host, headers and methods, so it could never match",
                     route.name, other.name, other.location
@@ -385,4 +447,3 @@ fn parse_target(s: &str) -> Option<http::uri::Authority> {
     a.port_u16()?;
     (!a.host().is_empty() && !s.contains('/')).then_some(a)
 }
-

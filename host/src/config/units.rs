@@ -46,9 +46,13 @@ impl FromStr for Size {
                 "invalid size \"{s}\": expected a number and a unit, e.g. \"16MiB\", \"512KiB\""
             ));
         }
-        bytesize::ByteSize::from_str(t).map(|b| Size(b.as_u64())).map_err(|_| {
-            format!("invalid size \"{s}\": expected a number and a unit, e.g. \"16MiB\", \"512KiB\"")
-        })
+        bytesize::ByteSize::from_str(t)
+            .map(|b| Size(b.as_u64()))
+            .map_err(|_| {
+                format!(
+                    "invalid size \"{s}\": expected a number and a unit, e.g. \"16MiB\", \"512KiB\""
+                )
+            })
     }
 }
 

@@ -1,9 +1,9 @@
 //! Running a route's chain: `on-request` in order, `on-response` in reverse.
 
+use super::PluginError;
 use super::bindings::{Action, Hooks, Outcome, Reply};
 use super::exchange::{ContextRes, RequestRes, ResponseRes};
 use super::pool::EntryPool;
-use super::{PluginError, TrapKind};
 use crate::config::OnError;
 use std::sync::Arc;
 use wasmtime::component::Resource;
@@ -32,11 +32,15 @@ pub enum RequestStep {
 
 impl Chain {
     pub fn wants_request_body(&self) -> bool {
-        self.entries.iter().any(|e| e.hooks.contains(Hooks::REQUEST_BODY))
+        self.entries
+            .iter()
+            .any(|e| e.hooks.contains(Hooks::REQUEST_BODY))
     }
 
     pub fn wants_response_body(&self) -> bool {
-        self.entries.iter().any(|e| e.hooks.contains(Hooks::RESPONSE_BODY))
+        self.entries
+            .iter()
+            .any(|e| e.hooks.contains(Hooks::RESPONSE_BODY))
     }
 
     pub fn is_empty(&self) -> bool {
@@ -45,7 +49,11 @@ impl Chain {
 
     /// Runs `on-request` down the chain. Returns the request, the step, and
     /// how many entries ran (their `on-response` is due, in reverse).
-    pub async fn on_request(&self, ctx: &mut ContextRes, mut req: RequestRes) -> (RequestRes, RequestStep, usize) {
+    pub async fn on_request(
+        &self,
+        ctx: &mut ContextRes,
+        mut req: RequestRes,
+    ) -> (RequestRes, RequestStep, usize) {
         for (i, entry) in self.entries.iter().enumerate() {
             if !entry.hooks.contains(Hooks::ON_REQUEST) {
                 continue;
@@ -59,7 +67,10 @@ impl Chain {
                 Err(error) => {
                     log_failure(entry, ctx, &error, "request");
                     if entry.on_error == OnError::FailClosed {
-                        let failure = ChainFailure { plugin: entry.tag.plugin.clone(), error };
+                        let failure = ChainFailure {
+                            plugin: entry.tag.plugin.clone(),
+                            error,
+                        };
                         return (req, RequestStep::Failed(failure), i);
                     }
                 }
@@ -92,7 +103,10 @@ impl Chain {
             if let Err(error) = result {
                 log_failure(entry, ctx, &error, "response");
                 if entry.on_error == OnError::FailClosed {
-                    resp = fail(&ChainFailure { plugin: entry.tag.plugin.clone(), error });
+                    resp = fail(&ChainFailure {
+                        plugin: entry.tag.plugin.clone(),
+                        error,
+                    });
                     outcome = Outcome::Gateway;
                 }
             }
@@ -107,8 +121,9 @@ fn log_failure(entry: &EntryPool, ctx: &ContextRes, error: &PluginError, phase: 
         OnError::FailOpen => "fail-open",
     };
     let kind = match error {
-        PluginError::Trap { kind, .. } => *kind,
-        _ => TrapKind::Other,
+        PluginError::Trap { kind, .. } => kind.as_str(),
+        PluginError::Failed { .. } => "error",
+        _ => "load",
     };
     tracing::warn!(
         route = &*ctx.route,
@@ -116,7 +131,7 @@ fn log_failure(entry: &EntryPool, ctx: &ContextRes, error: &PluginError, phase: 
         request_id = &*ctx.request_id,
         phase,
         policy,
-        reason = kind.as_str(),
+        reason = kind,
         "plugin failed: {error}"
     );
 }
@@ -134,19 +149,33 @@ async fn call_request(
     let table = &mut warm.store.data_mut().table;
     // Our handles are the only ones we add and are removed after each call;
     // the table cannot be full here.
-    let c = table.push(std::mem::replace(ctx, ctx.placeholder())).expect("resource table has room");
+    let c = table
+        .push(std::mem::replace(ctx, ctx.placeholder()))
+        .expect("resource table has room");
     let r = table.push(req).expect("resource table has room");
     let (c_b, r_b) = (Resource::new_borrow(c.rep()), Resource::new_borrow(r.rep()));
-    let result = warm.bindings.call_on_request(&mut warm.store, c_b, r_b).await;
+    let result = warm
+        .bindings
+        .call_on_request(&mut warm.store, c_b, r_b)
+        .await;
     let table = &mut warm.store.data_mut().table;
     *ctx = table.delete(c).expect("context handle is ours");
     let req = table.delete(r).expect("request handle is ours");
     match result {
-        Ok(action) => {
+        Ok(answer) => {
             entry.checkin(warm);
-            (req, Ok(action))
+            (
+                req,
+                answer.map_err(|m| PluginError::Failed {
+                    context: "on-request",
+                    message: m,
+                }),
+            )
         }
-        Err(e) => (req, Err(PluginError::from_trap(&e, &warm.store, "on-request"))),
+        Err(e) => (
+            req,
+            Err(PluginError::from_trap(&e, &warm.store, "on-request")),
+        ),
     }
 }
 
@@ -163,20 +192,40 @@ async fn call_response(
     };
     warm.arm(entry.ticks, &ctx.request_id);
     let table = &mut warm.store.data_mut().table;
-    let c = table.push(std::mem::replace(ctx, ctx.placeholder())).expect("resource table has room");
-    let r = table.push(std::mem::replace(req, RequestRes::placeholder())).expect("resource table has room");
+    let c = table
+        .push(std::mem::replace(ctx, ctx.placeholder()))
+        .expect("resource table has room");
+    let r = table
+        .push(std::mem::replace(req, RequestRes::placeholder()))
+        .expect("resource table has room");
     let p = table.push(resp).expect("resource table has room");
-    let borrows = (Resource::new_borrow(c.rep()), Resource::new_borrow(r.rep()), Resource::new_borrow(p.rep()));
-    let result = warm.bindings.call_on_response(&mut warm.store, borrows.0, borrows.1, borrows.2, outcome).await;
+    let borrows = (
+        Resource::new_borrow(c.rep()),
+        Resource::new_borrow(r.rep()),
+        Resource::new_borrow(p.rep()),
+    );
+    let result = warm
+        .bindings
+        .call_on_response(&mut warm.store, borrows.0, borrows.1, borrows.2, outcome)
+        .await;
     let table = &mut warm.store.data_mut().table;
     *ctx = table.delete(c).expect("context handle is ours");
     *req = table.delete(r).expect("request handle is ours");
     let resp = table.delete(p).expect("response handle is ours");
     match result {
-        Ok(()) => {
+        Ok(answer) => {
             entry.checkin(warm);
-            (resp, Ok(()))
+            (
+                resp,
+                answer.map_err(|m| PluginError::Failed {
+                    context: "on-response",
+                    message: m,
+                }),
+            )
         }
-        Err(e) => (resp, Err(PluginError::from_trap(&e, &warm.store, "on-response"))),
+        Err(e) => (
+            resp,
+            Err(PluginError::from_trap(&e, &warm.store, "on-response")),
+        ),
     }
 }

@@ -40,7 +40,11 @@ pub struct ResponseRes {
 
 impl RequestRes {
     pub fn check_writable(&self) -> Result<(), String> {
-        if self.writable { Ok(()) } else { Err("the request is read-only in the response phase".into()) }
+        if self.writable {
+            Ok(())
+        } else {
+            Err("the request is read-only in the response phase".into())
+        }
     }
 
     pub fn path(&self) -> &str {
@@ -55,7 +59,9 @@ impl RequestRes {
             Some(q) if !q.is_empty() => format!("{path}?{q}"),
             _ => path.to_owned(),
         };
-        let pq: PathAndQuery = pq.parse().map_err(|e| format!("invalid path or query: {e}"))?;
+        let pq: PathAndQuery = pq
+            .parse()
+            .map_err(|e| format!("invalid path or query: {e}"))?;
         let mut uri = std::mem::take(&mut self.parts.uri).into_parts();
         uri.path_and_query = Some(pq);
         self.parts.uri = http::Uri::from_parts(uri).map_err(|e| format!("invalid uri: {e}"))?;
@@ -69,18 +75,28 @@ pub fn header_first(h: &HeaderMap, name: &str) -> Option<String> {
 }
 
 pub fn header_all(h: &HeaderMap, name: &str) -> Vec<String> {
-    h.get_all(name).iter().filter_map(|v| v.to_str().ok()).map(str::to_owned).collect()
+    h.get_all(name)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .map(str::to_owned)
+        .collect()
 }
 
 pub fn header_list(h: &HeaderMap) -> Vec<(String, String)> {
     h.iter()
-        .filter_map(|(n, v)| v.to_str().ok().map(|v| (n.as_str().to_owned(), v.to_owned())))
+        .filter_map(|(n, v)| {
+            v.to_str()
+                .ok()
+                .map(|v| (n.as_str().to_owned(), v.to_owned()))
+        })
         .collect()
 }
 
 fn parse_header(name: &str, value: &str) -> Result<(HeaderName, HeaderValue), String> {
-    let n = HeaderName::from_bytes(name.as_bytes()).map_err(|_| format!("invalid header name \"{name}\""))?;
-    let v = HeaderValue::from_str(value).map_err(|_| format!("invalid value for header \"{name}\""))?;
+    let n = HeaderName::from_bytes(name.as_bytes())
+        .map_err(|_| format!("invalid header name \"{name}\""))?;
+    let v =
+        HeaderValue::from_str(value).map_err(|_| format!("invalid value for header \"{name}\""))?;
     Ok((n, v))
 }
 
@@ -97,7 +113,8 @@ pub fn header_append(h: &mut HeaderMap, name: &str, value: &str) -> Result<(), S
 }
 
 pub fn header_remove(h: &mut HeaderMap, name: &str) -> Result<(), String> {
-    let n = HeaderName::from_bytes(name.as_bytes()).map_err(|_| format!("invalid header name \"{name}\""))?;
+    let n = HeaderName::from_bytes(name.as_bytes())
+        .map_err(|_| format!("invalid header name \"{name}\""))?;
     h.remove(n);
     Ok(())
 }
@@ -112,13 +129,23 @@ pub fn replace_body(h: &mut HeaderMap, slot: &mut Option<Bytes>, body: Vec<u8>) 
 impl ContextRes {
     /// A stand-in left behind while the real context is lent to an instance.
     pub fn placeholder(&self) -> ContextRes {
-        ContextRes { route: self.route.clone(), request_id: self.request_id.clone(), client: self.client, bag: HashMap::new() }
+        ContextRes {
+            route: self.route.clone(),
+            request_id: self.request_id.clone(),
+            client: self.client,
+            bag: HashMap::new(),
+        }
     }
 }
 
 impl RequestRes {
     /// A stand-in left behind while the real request is lent to an instance.
     pub fn placeholder() -> RequestRes {
-        RequestRes { parts: http::Request::new(()).into_parts().0, body: None, body_visible: false, writable: false }
+        RequestRes {
+            parts: http::Request::new(()).into_parts().0,
+            body: None,
+            body_visible: false,
+            writable: false,
+        }
     }
 }

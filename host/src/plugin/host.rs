@@ -33,11 +33,18 @@ impl StoreData {
     pub fn new(tag: Arc<EntryTag>, state: Arc<SharedState>, memory: u64) -> StoreData {
         // WASI grants nothing: no preopened dirs, env, args, stdio or network.
         // It is linked only because every toolchain's standard library imports it.
-        let wasi = WasiCtx::builder().allow_tcp(false).allow_udp(false).allow_ip_name_lookup(false).build();
+        let wasi = WasiCtx::builder()
+            .allow_tcp(false)
+            .allow_udp(false)
+            .allow_ip_name_lookup(false)
+            .build();
         StoreData {
             table: ResourceTable::new(),
             wasi,
-            limiter: MemoryLimiter { max: memory as usize, denied: false },
+            limiter: MemoryLimiter {
+                max: memory as usize,
+                denied: false,
+            },
             tag,
             request_id: Arc::from(""),
             state,
@@ -47,7 +54,10 @@ impl StoreData {
 
 impl WasiView for StoreData {
     fn ctx(&mut self) -> WasiCtxView<'_> {
-        WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
     }
 }
 
@@ -59,7 +69,12 @@ pub struct MemoryLimiter {
 }
 
 impl ResourceLimiter for MemoryLimiter {
-    fn memory_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> Result<bool> {
+    fn memory_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> Result<bool> {
         let ok = desired <= self.max;
         if !ok {
             self.denied = true;
@@ -67,7 +82,12 @@ impl ResourceLimiter for MemoryLimiter {
         Ok(ok)
     }
 
-    fn table_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> Result<bool> {
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> Result<bool> {
         Ok(desired <= 100_000)
     }
 }
@@ -106,7 +126,8 @@ impl types::HostRequest for StoreData {
     fn set_method(&mut self, r: Resource<RequestRes>, method: String) -> R<Result<(), String>> {
         let req = self.table.get_mut(&r)?;
         Ok(req.check_writable().and_then(|()| {
-            let m = http::Method::from_bytes(method.as_bytes()).map_err(|_| format!("invalid method \"{method}\""))?;
+            let m = http::Method::from_bytes(method.as_bytes())
+                .map_err(|_| format!("invalid method \"{method}\""))?;
             req.parts.method = m;
             Ok(())
         }))
@@ -117,47 +138,83 @@ impl types::HostRequest for StoreData {
     fn set_path(&mut self, r: Resource<RequestRes>, path: String) -> R<Result<(), String>> {
         let req = self.table.get_mut(&r)?;
         let query = req.parts.uri.query().map(str::to_owned);
-        Ok(req.check_writable().and_then(|()| req.set_path_and_query(&path, query.as_deref())))
+        Ok(req
+            .check_writable()
+            .and_then(|()| req.set_path_and_query(&path, query.as_deref())))
     }
     fn query(&mut self, r: Resource<RequestRes>) -> R<Option<String>> {
         Ok(self.table.get(&r)?.parts.uri.query().map(str::to_owned))
     }
-    fn set_query(&mut self, r: Resource<RequestRes>, query: Option<String>) -> R<Result<(), String>> {
+    fn set_query(
+        &mut self,
+        r: Resource<RequestRes>,
+        query: Option<String>,
+    ) -> R<Result<(), String>> {
         let req = self.table.get_mut(&r)?;
         let path = req.path().to_owned();
-        Ok(req.check_writable().and_then(|()| req.set_path_and_query(&path, query.as_deref())))
+        Ok(req
+            .check_writable()
+            .and_then(|()| req.set_path_and_query(&path, query.as_deref())))
     }
     fn header(&mut self, r: Resource<RequestRes>, name: String) -> R<Option<String>> {
-        Ok(exchange::header_first(&self.table.get(&r)?.parts.headers, &name))
+        Ok(exchange::header_first(
+            &self.table.get(&r)?.parts.headers,
+            &name,
+        ))
     }
     fn header_all(&mut self, r: Resource<RequestRes>, name: String) -> R<Vec<String>> {
-        Ok(exchange::header_all(&self.table.get(&r)?.parts.headers, &name))
+        Ok(exchange::header_all(
+            &self.table.get(&r)?.parts.headers,
+            &name,
+        ))
     }
     fn headers(&mut self, r: Resource<RequestRes>) -> R<Vec<(String, String)>> {
         Ok(exchange::header_list(&self.table.get(&r)?.parts.headers))
     }
-    fn set_header(&mut self, r: Resource<RequestRes>, name: String, value: String) -> R<Result<(), String>> {
+    fn set_header(
+        &mut self,
+        r: Resource<RequestRes>,
+        name: String,
+        value: String,
+    ) -> R<Result<(), String>> {
         let req = self.table.get_mut(&r)?;
-        Ok(req.check_writable().and_then(|()| exchange::header_set(&mut req.parts.headers, &name, &value)))
+        Ok(req
+            .check_writable()
+            .and_then(|()| exchange::header_set(&mut req.parts.headers, &name, &value)))
     }
-    fn append_header(&mut self, r: Resource<RequestRes>, name: String, value: String) -> R<Result<(), String>> {
+    fn append_header(
+        &mut self,
+        r: Resource<RequestRes>,
+        name: String,
+        value: String,
+    ) -> R<Result<(), String>> {
         let req = self.table.get_mut(&r)?;
-        Ok(req.check_writable().and_then(|()| exchange::header_append(&mut req.parts.headers, &name, &value)))
+        Ok(req
+            .check_writable()
+            .and_then(|()| exchange::header_append(&mut req.parts.headers, &name, &value)))
     }
     fn remove_header(&mut self, r: Resource<RequestRes>, name: String) -> R<Result<(), String>> {
         let req = self.table.get_mut(&r)?;
-        Ok(req.check_writable().and_then(|()| exchange::header_remove(&mut req.parts.headers, &name)))
+        Ok(req
+            .check_writable()
+            .and_then(|()| exchange::header_remove(&mut req.parts.headers, &name)))
     }
     fn body(&mut self, r: Resource<RequestRes>) -> R<Option<Vec<u8>>> {
         let req = self.table.get(&r)?;
-        Ok(if req.body_visible { req.body.as_ref().map(|b| b.to_vec()) } else { None })
+        Ok(if req.body_visible {
+            req.body.as_ref().map(|b| b.to_vec())
+        } else {
+            None
+        })
     }
     fn set_body(&mut self, r: Resource<RequestRes>, body: Vec<u8>) -> R<Result<(), String>> {
         let req = self.table.get_mut(&r)?;
         if !req.body_visible {
             return Ok(Err("set-body needs the request-body hook".into()));
         }
-        Ok(req.check_writable().map(|()| exchange::replace_body(&mut req.parts.headers, &mut req.body, body)))
+        Ok(req
+            .check_writable()
+            .map(|()| exchange::replace_body(&mut req.parts.headers, &mut req.body, body)))
     }
     fn drop(&mut self, _r: Resource<RequestRes>) -> R<()> {
         Ok(())
@@ -179,26 +236,57 @@ impl types::HostResponse for StoreData {
         })
     }
     fn header(&mut self, r: Resource<ResponseRes>, name: String) -> R<Option<String>> {
-        Ok(exchange::header_first(&self.table.get(&r)?.parts.headers, &name))
+        Ok(exchange::header_first(
+            &self.table.get(&r)?.parts.headers,
+            &name,
+        ))
     }
     fn header_all(&mut self, r: Resource<ResponseRes>, name: String) -> R<Vec<String>> {
-        Ok(exchange::header_all(&self.table.get(&r)?.parts.headers, &name))
+        Ok(exchange::header_all(
+            &self.table.get(&r)?.parts.headers,
+            &name,
+        ))
     }
     fn headers(&mut self, r: Resource<ResponseRes>) -> R<Vec<(String, String)>> {
         Ok(exchange::header_list(&self.table.get(&r)?.parts.headers))
     }
-    fn set_header(&mut self, r: Resource<ResponseRes>, name: String, value: String) -> R<Result<(), String>> {
-        Ok(exchange::header_set(&mut self.table.get_mut(&r)?.parts.headers, &name, &value))
+    fn set_header(
+        &mut self,
+        r: Resource<ResponseRes>,
+        name: String,
+        value: String,
+    ) -> R<Result<(), String>> {
+        Ok(exchange::header_set(
+            &mut self.table.get_mut(&r)?.parts.headers,
+            &name,
+            &value,
+        ))
     }
-    fn append_header(&mut self, r: Resource<ResponseRes>, name: String, value: String) -> R<Result<(), String>> {
-        Ok(exchange::header_append(&mut self.table.get_mut(&r)?.parts.headers, &name, &value))
+    fn append_header(
+        &mut self,
+        r: Resource<ResponseRes>,
+        name: String,
+        value: String,
+    ) -> R<Result<(), String>> {
+        Ok(exchange::header_append(
+            &mut self.table.get_mut(&r)?.parts.headers,
+            &name,
+            &value,
+        ))
     }
     fn remove_header(&mut self, r: Resource<ResponseRes>, name: String) -> R<Result<(), String>> {
-        Ok(exchange::header_remove(&mut self.table.get_mut(&r)?.parts.headers, &name))
+        Ok(exchange::header_remove(
+            &mut self.table.get_mut(&r)?.parts.headers,
+            &name,
+        ))
     }
     fn body(&mut self, r: Resource<ResponseRes>) -> R<Option<Vec<u8>>> {
         let resp = self.table.get(&r)?;
-        Ok(if resp.body_visible { resp.body.as_ref().map(|b| b.to_vec()) } else { None })
+        Ok(if resp.body_visible {
+            resp.body.as_ref().map(|b| b.to_vec())
+        } else {
+            None
+        })
     }
     fn set_body(&mut self, r: Resource<ResponseRes>, body: Vec<u8>) -> R<Result<(), String>> {
         let resp = self.table.get_mut(&r)?;
@@ -217,37 +305,66 @@ impl host::Host for StoreData {
     fn log(&mut self, level: Level, message: String) {
         let (route, plugin, id) = (&*self.tag.route, &*self.tag.plugin, &*self.request_id);
         match level {
-            Level::Trace => tracing::trace!(target: "gatehouse::plugin", route, plugin, request_id = id, "{message}"),
-            Level::Debug => tracing::debug!(target: "gatehouse::plugin", route, plugin, request_id = id, "{message}"),
-            Level::Info => tracing::info!(target: "gatehouse::plugin", route, plugin, request_id = id, "{message}"),
-            Level::Warn => tracing::warn!(target: "gatehouse::plugin", route, plugin, request_id = id, "{message}"),
-            Level::Error => tracing::error!(target: "gatehouse::plugin", route, plugin, request_id = id, "{message}"),
+            Level::Trace => {
+                tracing::trace!(target: "gatehouse::plugin", route, plugin, request_id = id, "{message}")
+            }
+            Level::Debug => {
+                tracing::debug!(target: "gatehouse::plugin", route, plugin, request_id = id, "{message}")
+            }
+            Level::Info => {
+                tracing::info!(target: "gatehouse::plugin", route, plugin, request_id = id, "{message}")
+            }
+            Level::Warn => {
+                tracing::warn!(target: "gatehouse::plugin", route, plugin, request_id = id, "{message}")
+            }
+            Level::Error => {
+                tracing::error!(target: "gatehouse::plugin", route, plugin, request_id = id, "{message}")
+            }
         }
     }
 
     fn now_ms(&mut self) -> u64 {
-        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64)
     }
 
     fn monotonic_ns(&mut self) -> u64 {
         static START: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
-        START.get_or_init(std::time::Instant::now).elapsed().as_nanos() as u64
+        START
+            .get_or_init(std::time::Instant::now)
+            .elapsed()
+            .as_nanos() as u64
     }
 }
 
 impl state::Host for StoreData {
     async fn incr(&mut self, key: String, delta: i64, window_ms: u64) -> WindowCount {
         let c = self.state.incr(&self.tag.plugin, &key, delta, window_ms);
-        WindowCount { current: c.current, previous: c.previous, reset_ms: c.reset_ms }
+        WindowCount {
+            current: c.current,
+            previous: c.previous,
+            reset_ms: c.reset_ms,
+        }
     }
     async fn get(&mut self, key: String) -> Option<Vec<u8>> {
         self.state.get(&self.tag.plugin, &key)
     }
     async fn set(&mut self, key: String, value: Vec<u8>, ttl_ms: Option<u64>) {
-        self.state.set(&self.tag.plugin, &key, value, ttl_ms.map(Duration::from_millis));
+        self.state.set(
+            &self.tag.plugin,
+            &key,
+            value,
+            ttl_ms.map(Duration::from_millis),
+        );
     }
     async fn set_if_absent(&mut self, key: String, value: Vec<u8>, ttl_ms: Option<u64>) -> bool {
-        self.state.set_if_absent(&self.tag.plugin, &key, value, ttl_ms.map(Duration::from_millis))
+        self.state.set_if_absent(
+            &self.tag.plugin,
+            &key,
+            value,
+            ttl_ms.map(Duration::from_millis),
+        )
     }
     async fn delete(&mut self, key: String) {
         self.state.delete(&self.tag.plugin, &key);

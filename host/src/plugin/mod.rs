@@ -37,8 +37,18 @@ pub enum PluginError {
     Load(String),
     #[error("init failed: {0}")]
     Init(String),
+    /// The plugin returned an error.
+    #[error("{context} returned an error: {message}")]
+    Failed {
+        context: &'static str,
+        message: String,
+    },
     #[error("{context}: {message}")]
-    Trap { kind: TrapKind, context: &'static str, message: String },
+    Trap {
+        kind: TrapKind,
+        context: &'static str,
+        message: String,
+    },
 }
 
 /// What stopped a plugin call.
@@ -65,7 +75,11 @@ impl TrapKind {
 }
 
 impl PluginError {
-    fn from_trap(e: &wasmtime::Error, store: &Store<StoreData>, context: &'static str) -> PluginError {
+    fn from_trap(
+        e: &wasmtime::Error,
+        store: &Store<StoreData>,
+        context: &'static str,
+    ) -> PluginError {
         let trap = e.downcast_ref::<wasmtime::Trap>().copied();
         let kind = if trap == Some(wasmtime::Trap::Interrupt) {
             TrapKind::Deadline
@@ -81,7 +95,11 @@ impl PluginError {
             TrapKind::Memory => format!("hit its memory limit ({})", first_line(e)),
             _ => first_line(e),
         };
-        PluginError::Trap { kind, context, message }
+        PluginError::Trap {
+            kind,
+            context,
+            message,
+        }
     }
 }
 
@@ -127,26 +145,39 @@ impl Runtime {
         // One ticker thread drives every deadline; none per request.
         let stop_ticker = Arc::new(AtomicBool::new(false));
         let (weak, stop) = (engine.weak(), stop_ticker.clone());
-        std::thread::Builder::new().name("gatehouse-epoch".into()).spawn(move || {
-            while !stop.load(Ordering::Relaxed) {
-                std::thread::sleep(EPOCH_TICK);
-                match weak.upgrade() {
-                    Some(engine) => engine.increment_epoch(),
-                    None => break,
+        std::thread::Builder::new()
+            .name("gatehouse-epoch".into())
+            .spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    std::thread::sleep(EPOCH_TICK);
+                    match weak.upgrade() {
+                        Some(engine) => engine.increment_epoch(),
+                        None => break,
+                    }
                 }
-            }
-        })?;
-        Ok(Runtime { engine, linker, state: Arc::new(SharedState::default()), stop_ticker })
+            })?;
+        Ok(Runtime {
+            engine,
+            linker,
+            state: Arc::new(SharedState::default()),
+            stop_ticker,
+        })
     }
 
     /// Compiles and links `NAME.wasm`, refusing anything that is not a
     /// component of the `gatehouse:plugin` world.
     pub fn load(&self, name: &str, path: &Path) -> Result<Arc<LoadedPlugin>, PluginError> {
-        let bytes = std::fs::read(path)
-            .map_err(|e| PluginError::Load(format!("cannot read plugin file {}: {e}", path.display())))?;
+        let bytes = std::fs::read(path).map_err(|e| {
+            PluginError::Load(format!("cannot read plugin file {}: {e}", path.display()))
+        })?;
         check_header(&bytes).map_err(|m| PluginError::Load(format!("{}: {m}", path.display())))?;
-        let component = Component::from_binary(&self.engine, &bytes)
-            .map_err(|e| PluginError::Load(format!("{}: invalid component: {}", path.display(), first_line(&e))))?;
+        let component = Component::from_binary(&self.engine, &bytes).map_err(|e| {
+            PluginError::Load(format!(
+                "{}: invalid component: {}",
+                path.display(),
+                first_line(&e)
+            ))
+        })?;
         let pre = self
             .linker
             .instantiate_pre(&component)
@@ -158,7 +189,11 @@ impl Runtime {
                     first_line(&e)
                 ))
             })?;
-        Ok(Arc::new(LoadedPlugin { name: Arc::from(name), path: path.to_path_buf(), pre }))
+        Ok(Arc::new(LoadedPlugin {
+            name: Arc::from(name),
+            path: path.to_path_buf(),
+            pre,
+        }))
     }
 }
 

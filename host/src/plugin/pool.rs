@@ -55,8 +55,12 @@ impl EntryPool {
         state: Arc<SharedState>,
         max_idle: usize,
     ) -> Result<EntryPool, PluginError> {
-        let tag = Arc::new(EntryTag { route, plugin: plugin.name.clone() });
-        let ticks = (entry.limits.timeout.as_micros() as u64).div_ceil(EPOCH_TICK.as_micros() as u64) + 1;
+        let tag = Arc::new(EntryTag {
+            route,
+            plugin: plugin.name.clone(),
+        });
+        let ticks =
+            (entry.limits.timeout.as_micros() as u64).div_ceil(EPOCH_TICK.as_micros() as u64) + 1;
         let mut pool = EntryPool {
             tag,
             plugin,
@@ -85,9 +89,17 @@ impl EntryPool {
             Ok(b) => b,
             Err(e) => return Err(PluginError::from_trap(&e, &store, "instantiate")),
         };
-        let mut warm = Warm { store, bindings, uses: 0 };
+        let mut warm = Warm {
+            store,
+            bindings,
+            uses: 0,
+        };
         warm.arm(self.ticks, &Arc::from(""));
-        match warm.bindings.call_init(&mut warm.store, &self.config_json).await {
+        match warm
+            .bindings
+            .call_init(&mut warm.store, &self.config_json)
+            .await
+        {
             Ok(Ok(hooks)) => Ok((warm, hooks)),
             Ok(Err(message)) => Err(PluginError::Init(message)),
             Err(e) => Err(PluginError::from_trap(&e, &warm.store, "init")),

@@ -54,7 +54,9 @@ fn key(namespace: &str, key: &str) -> String {
 }
 
 fn now_ms() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
 }
 
 impl SharedState {
@@ -71,16 +73,30 @@ impl SharedState {
         let window = now / window_ms;
         let mut maps = self.lock();
         maps.tick(now);
-        let c = maps.counters.entry(key(namespace, k)).or_insert(Counter { window_ms, window, current: 0, previous: 0 });
+        let c = maps.counters.entry(key(namespace, k)).or_insert(Counter {
+            window_ms,
+            window,
+            current: 0,
+            previous: 0,
+        });
         if c.window_ms != window_ms {
-            *c = Counter { window_ms, window, current: 0, previous: 0 };
+            *c = Counter {
+                window_ms,
+                window,
+                current: 0,
+                previous: 0,
+            };
         } else if c.window != window {
             c.previous = if c.window + 1 == window { c.current } else { 0 };
             c.current = 0;
             c.window = window;
         }
         c.current = c.current.saturating_add(delta);
-        WindowCount { current: c.current, previous: c.previous, reset_ms: (window + 1) * window_ms - now }
+        WindowCount {
+            current: c.current,
+            previous: c.previous,
+            reset_ms: (window + 1) * window_ms - now,
+        }
     }
 
     pub fn get(&self, namespace: &str, k: &str) -> Option<Vec<u8>> {
@@ -99,18 +115,40 @@ impl SharedState {
     pub fn set(&self, namespace: &str, k: &str, bytes: Vec<u8>, ttl: Option<Duration>) {
         let mut maps = self.lock();
         maps.tick(now_ms());
-        maps.values.insert(key(namespace, k), Value { bytes, expires: ttl.map(|t| Instant::now() + t) });
+        maps.values.insert(
+            key(namespace, k),
+            Value {
+                bytes,
+                expires: ttl.map(|t| Instant::now() + t),
+            },
+        );
     }
 
-    pub fn set_if_absent(&self, namespace: &str, k: &str, bytes: Vec<u8>, ttl: Option<Duration>) -> bool {
+    pub fn set_if_absent(
+        &self,
+        namespace: &str,
+        k: &str,
+        bytes: Vec<u8>,
+        ttl: Option<Duration>,
+    ) -> bool {
         let mut maps = self.lock();
         maps.tick(now_ms());
         let full = key(namespace, k);
         let now = Instant::now();
-        if maps.values.get(&full).is_some_and(|v| v.expires.is_none_or(|e| e > now)) {
+        if maps
+            .values
+            .get(&full)
+            .is_some_and(|v| v.expires.is_none_or(|e| e > now))
+        {
             return false;
         }
-        maps.values.insert(full, Value { bytes, expires: ttl.map(|t| now + t) });
+        maps.values.insert(
+            full,
+            Value {
+                bytes,
+                expires: ttl.map(|t| now + t),
+            },
+        );
         true
     }
 
@@ -129,7 +167,8 @@ impl Maps {
         }
         let now = Instant::now();
         self.values.retain(|_, v| v.expires.is_none_or(|e| e > now));
-        self.counters.retain(|_, c| now_ms / c.window_ms <= c.window + 1);
+        self.counters
+            .retain(|_, c| now_ms / c.window_ms <= c.window + 1);
     }
 }
 
@@ -142,7 +181,11 @@ mod tests {
         let s = SharedState::default();
         assert_eq!(s.incr("a", "k", 1, 60_000).current, 1);
         assert_eq!(s.incr("a", "k", 2, 60_000).current, 3);
-        assert_eq!(s.incr("b", "k", 1, 60_000).current, 1, "namespaces are separate");
+        assert_eq!(
+            s.incr("b", "k", 1, 60_000).current,
+            1,
+            "namespaces are separate"
+        );
         let c = s.incr("a", "k", 0, 60_000);
         assert!(c.reset_ms <= 60_000);
     }

@@ -1,0 +1,161 @@
+//! Write [Gatehouse](https://github.com/) API gateway plugins in Rust.
+//!
+//! A plugin is a type implementing [`Plugin`], built for `wasm32-wasip2` as a
+//! `cdylib` and exported with [`export!`]. The gateway keeps a pool of warm
+//! instances of it per route entry; each instance is created once from the
+//! entry's typed [`Plugin::Config`] and then serves many requests, one at a
+//! time, so `&mut self` is a per-instance cache. State shared by all
+//! instances lives in the host: see [`state`].
+//!
+//! ```no_run
+//! use gatehouse_sdk::{export, Action, Context, Plugin, Request, Result};
+//! use serde::Deserialize;
+//!
+//! #[derive(Deserialize)]
+//! struct Config { name: String, value: String }
+//!
+//! struct AddHeader(Config);
+//!
+//! impl Plugin for AddHeader {
+//!     type Config = Config;
+//!     fn new(config: Config) -> Result<Self> { Ok(AddHeader(config)) }
+//!     fn on_request(&mut self, _ctx: &Context, req: &mut Request) -> Result<Action> {
+//!         req.set_header(&self.0.name, &self.0.value)?;
+//!         Ok(Action::Continue)
+//!     }
+//! }
+//!
+//! export!(AddHeader);
+//! ```
+#![deny(missing_docs)]
+
+extern crate self as gatehouse_sdk;
+
+mod error;
+mod http;
+pub mod log;
+mod reply;
+pub mod state;
+
+pub use error::{Error, Result};
+pub use http::{Context, Outcome, Request, Response};
+pub use reply::{Action, Reply};
+
+#[doc(hidden)]
+pub mod __bindings {
+    wit_bindgen::generate!({
+        path: "../wit",
+        world: "plugin",
+        pub_export_macro: true,
+        export_macro_name: "__export_plugin",
+        default_bindings_module: "::gatehouse_sdk::__bindings",
+        runtime_path: "::gatehouse_sdk::__wit_bindgen::rt",
+        generate_all,
+    });
+}
+
+#[doc(hidden)]
+pub use wit_bindgen as __wit_bindgen;
+
+#[doc(hidden)]
+pub mod __rt;
+
+/// Wall-clock and monotonic time from the host.
+pub mod clock {
+    use crate::__bindings::gatehouse::plugin::host;
+
+    /// Milliseconds since the Unix epoch.
+    ///
+    /// ```no_run
+    /// let started = gatehouse_sdk::clock::now_ms();
+    /// ```
+    pub fn now_ms() -> u64 {
+        host::now_ms()
+    }
+
+    /// A monotonic clock in nanoseconds, for measuring intervals.
+    ///
+    /// ```no_run
+    /// let t0 = gatehouse_sdk::clock::monotonic_ns();
+    /// let spent = gatehouse_sdk::clock::monotonic_ns() - t0;
+    /// ```
+    pub fn monotonic_ns() -> u64 {
+        host::monotonic_ns()
+    }
+}
+
+/// A Gatehouse plugin.
+///
+/// Only [`Plugin::new`] is required; both phases default to letting
+/// everything through. See the crate docs for a complete plugin.
+pub trait Plugin: Sized + 'static {
+    /// The entry's `config` table, checked by serde when the gateway loads
+    /// the config: a missing or mistyped field refuses the config with the
+    /// field's path. Use `()`-like `serde_json::Value` for free-form config.
+    type Config: serde::de::DeserializeOwned;
+
+    /// Call [`Plugin::on_request`] (default true).
+    const ON_REQUEST: bool = true;
+    /// Call [`Plugin::on_response`] (default true; set false to save a call
+    /// per request when you do not implement it).
+    const ON_RESPONSE: bool = true;
+    /// Have the host buffer the request body for [`Request::body`].
+    const REQUEST_BODY: bool = false;
+    /// Have the host buffer the response body for [`Response::body`].
+    const RESPONSE_BODY: bool = false;
+
+    /// Builds an instance from its config. An error refuses the config.
+    fn new(config: Self::Config) -> Result<Self>;
+
+    /// The request phase: change the request, or answer it with
+    /// [`Action::Respond`]. An error fails the request by the entry's
+    /// `on_error` policy.
+    fn on_request(&mut self, ctx: &Context, req: &mut Request) -> Result<Action> {
+        let _ = (ctx, req);
+        Ok(Action::Continue)
+    }
+
+    /// The response phase, run in reverse chain order. `req` is the request
+    /// as it went upstream (read-only); `outcome` says where `resp` came from.
+    fn on_response(
+        &mut self,
+        ctx: &Context,
+        req: &Request,
+        resp: &mut Response,
+        outcome: Outcome,
+    ) -> Result<()> {
+        let _ = (ctx, req, resp, outcome);
+        Ok(())
+    }
+}
+
+/// Exports a [`Plugin`] type as the component's implementation of the
+/// `gatehouse:plugin` world. Use it once per plugin crate.
+///
+/// ```no_run
+/// # use gatehouse_sdk::{Plugin, Result};
+/// struct Noop;
+/// impl Plugin for Noop {
+///     type Config = serde_json::Value;
+///     fn new(_: serde_json::Value) -> Result<Self> { Ok(Noop) }
+/// }
+/// gatehouse_sdk::export!(Noop);
+/// ```
+#[macro_export]
+macro_rules! export {
+    ($plugin:ty) => {
+        const _: () = {
+            struct __GatehouseExport;
+            impl $crate::__rt::Slot for __GatehouseExport {
+                type Plugin = $plugin;
+                fn with<R>(f: impl FnOnce(&mut Option<$plugin>) -> R) -> R {
+                    ::std::thread_local! {
+                        static INSTANCE: ::std::cell::RefCell<Option<$plugin>> = const { ::std::cell::RefCell::new(None) };
+                    }
+                    INSTANCE.with(|cell| f(&mut cell.borrow_mut()))
+                }
+            }
+            $crate::__bindings::__export_plugin!(__GatehouseExport with_types_in $crate::__bindings);
+        };
+    };
+}

@@ -1,0 +1,188 @@
+use gatehouse_tests::*;
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+fn one_route(targets: &str, extra_upstream: &str, extra_server: &str) -> String {
+    format!(
+        r#"
+[server]
+listen = "127.0.0.1:0"
+plugins_dir = "{{plugins}}"
+{extra_server}
+
+[upstreams.app]
+targets = [{targets}]
+{extra_upstream}
+
+[[routes]]
+name = "app"
+path = "/*"
+upstream = "app"
+"#
+    )
+}
+
+#[tokio::test]
+async fn round_robin_spreads_evenly_over_three_targets() {
+    let ups = echoes("rr", 3).await;
+    let gw = TestGateway::start(&one_route(&targets(&ups), "", "")).await;
+    let c = TestClient::default();
+    for _ in 0..30 {
+        assert_eq!(c.get(&gw.url("/x")).await.status, 200);
+    }
+    let counts: Vec<usize> = ups.iter().map(Echo::requests).collect();
+    assert_eq!(counts, vec![10, 10, 10]);
+}
+
+#[tokio::test]
+async fn upstream_connections_are_reused() {
+    let ups = echoes("pool", 1).await;
+    let gw = TestGateway::start(&one_route(&targets(&ups), "", "")).await;
+    let c = TestClient::default();
+    for _ in 0..50 {
+        assert_eq!(c.get(&gw.url("/x")).await.status, 200);
+    }
+    assert_eq!(ups[0].requests(), 50);
+    assert!(
+        ups[0].connections() <= 2,
+        "50 sequential requests used {} upstream connections",
+        ups[0].connections()
+    );
+}
+
+#[tokio::test]
+async fn hop_by_hop_headers_are_stripped_and_forwarding_headers_set() {
+    let ups = echoes("hop", 1).await;
+    let gw = TestGateway::start(&one_route(&targets(&ups), "", "")).await;
+    let seen = TestClient::default()
+        .get_with(
+            &gw.url("/x"),
+            &[
+                ("connection", "keep-alive, x-private"),
+                ("x-private", "secret"),
+                ("keep-alive", "timeout=5"),
+                ("te", "trailers"),
+                ("x-forwarded-for", "203.0.113.7"),
+                ("host", "api.example.com"),
+                ("x-kept", "yes"),
+            ],
+        )
+        .await;
+    let h = &seen.json()["headers"];
+    for gone in ["x-private", "keep-alive", "te"] {
+        assert!(h.get(gone).is_none(), "{gone} reached the upstream: {h}");
+    }
+    assert_eq!(h["x-kept"], "yes");
+    assert_eq!(h["x-forwarded-for"], "203.0.113.7, 127.0.0.1");
+    assert_eq!(h["x-forwarded-host"], "api.example.com");
+    assert_eq!(h["x-forwarded-proto"], "http");
+    assert_eq!(
+        h["host"],
+        ups[0].addr.to_string(),
+        "upstream sees its own host"
+    );
+}
+
+#[tokio::test]
+async fn request_ids_are_generated_or_kept_and_returned() {
+    let ups = echoes("rid", 1).await;
+    let gw = TestGateway::start(&one_route(&targets(&ups), "", "")).await;
+    let c = TestClient::default();
+    let seen = c.get(&gw.url("/x")).await;
+    let id = seen
+        .header("x-request-id")
+        .expect("generated id returned")
+        .to_owned();
+    assert_eq!(id.len(), 32);
+    assert_eq!(
+        seen.upstream_header("x-request-id").as_deref(),
+        Some(id.as_str())
+    );
+    let given = c
+        .get_with(&gw.url("/x"), &[("x-request-id", "abc-123")])
+        .await;
+    assert_eq!(given.header("x-request-id"), Some("abc-123"));
+    assert_eq!(
+        given.upstream_header("x-request-id").as_deref(),
+        Some("abc-123")
+    );
+}
+
+#[tokio::test]
+async fn a_dead_target_answers_502_json() {
+    // Bind then drop a listener: nothing listens on that port now.
+    let dead = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let gw = TestGateway::start(&one_route(&format!("\"{dead}\""), "", "")).await;
+    assert_error_body(&TestClient::default().get(&gw.url("/x")).await, 502);
+}
+
+#[tokio::test]
+async fn a_slow_upstream_answers_504_json_at_the_timeout() {
+    let ups = echoes("slow", 1).await;
+    let gw = TestGateway::start(&one_route(&targets(&ups), "timeout = \"200ms\"", "")).await;
+    let start = Instant::now();
+    let seen = TestClient::default()
+        .get_with(&gw.url("/x"), &[("x-echo-delay-ms", "3000")])
+        .await;
+    assert_error_body(&seen, 504);
+    assert!(
+        start.elapsed() < Duration::from_secs(2),
+        "took {:?}",
+        start.elapsed()
+    );
+}
+
+#[tokio::test]
+async fn oversized_headers_get_431() {
+    let ups = echoes("big", 1).await;
+    let gw = TestGateway::start(&one_route(
+        &targets(&ups),
+        "",
+        "max_header_size = \"16KiB\"",
+    ))
+    .await;
+    let huge = "a".repeat(32 * 1024);
+    let mut s = TcpStream::connect(gw.addr).await.unwrap();
+    s.write_all(format!("GET /x HTTP/1.1\r\nhost: a\r\nx-big: {huge}\r\n\r\n").as_bytes())
+        .await
+        .unwrap();
+    let mut buf = vec![0u8; 1024];
+    let n = s.read(&mut buf).await.unwrap();
+    let head = String::from_utf8_lossy(&buf[..n]);
+    assert!(head.starts_with("HTTP/1.1 431"), "got: {head}");
+    assert_eq!(ups[0].requests(), 0);
+}
+
+#[tokio::test]
+async fn a_client_trickling_headers_is_dropped() {
+    let ups = echoes("trickle", 1).await;
+    let gw = TestGateway::start(&one_route(
+        &targets(&ups),
+        "",
+        "header_read_timeout = \"300ms\"",
+    ))
+    .await;
+    let mut s = TcpStream::connect(gw.addr).await.unwrap();
+    s.write_all(b"GET /x HTTP/1.1\r\nhost: a\r\n")
+        .await
+        .unwrap();
+    let start = Instant::now();
+    let mut buf = vec![0u8; 1024];
+    // The gateway gives up on the head and closes (possibly after a 408).
+    let result = tokio::time::timeout(Duration::from_secs(5), async {
+        loop {
+            match s.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(_) => continue,
+            }
+        }
+    })
+    .await;
+    assert!(result.is_ok(), "connection still open after 5s");
+    assert!(start.elapsed() >= Duration::from_millis(250));
+    assert_eq!(ups[0].requests(), 0);
+}

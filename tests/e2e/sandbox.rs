@@ -1,0 +1,143 @@
+//! Hostile plugins: each fails only its own requests.
+
+use gatehouse_tests::*;
+use std::time::{Duration, Instant};
+
+async fn two_routes(hostile: &str) -> (TestGateway, Echo) {
+    let up = Echo::bind("up", "127.0.0.1:0").await.unwrap();
+    let toml = format!(
+        r#"
+[server]
+listen = "127.0.0.1:0"
+plugins_dir = "{{plugins}}"
+
+[upstreams.up]
+targets = ["{}"]
+
+[[routes]]
+name = "hostile"
+path = "/hostile/*"
+upstream = "up"
+[[routes.plugins]]
+plugin = "testkit"
+{hostile}
+
+[[routes]]
+name = "healthy"
+path = "/healthy/*"
+upstream = "up"
+[[routes.plugins]]
+plugin = "add-header"
+config = {{ name = "x-ok", value = "1" }}
+"#,
+        up.addr
+    );
+    (TestGateway::start(&toml).await, up)
+}
+
+#[tokio::test]
+async fn an_infinite_loop_is_stopped_at_its_deadline() {
+    let (gw, up) =
+        two_routes("limits = { timeout = \"50ms\" }\nconfig = { mode = \"spin\" }").await;
+    let c = TestClient::default();
+    let start = Instant::now();
+    let seen = c.get(&gw.url("/hostile/x")).await;
+    let took = start.elapsed();
+    assert_error_body(&seen, 503);
+    assert!(
+        took < Duration::from_secs(2),
+        "a 50ms deadline took {took:?}"
+    );
+    // The other route, and the gateway, carry on.
+    let ok = c.get(&gw.url("/healthy/x")).await;
+    assert_eq!(ok.status, 200);
+    assert_eq!(up.requests(), 1);
+}
+
+#[tokio::test]
+async fn a_memory_bomb_is_refused_at_its_cap() {
+    let (gw, _up) =
+        two_routes("limits = { memory = \"8MiB\" }\nconfig = { mode = \"memory-bomb\" }").await;
+    let c = TestClient::default();
+    for _ in 0..3 {
+        assert_error_body(&c.get(&gw.url("/hostile/x")).await, 503);
+    }
+    assert_eq!(c.get(&gw.url("/healthy/x")).await.status, 200);
+}
+
+#[tokio::test]
+async fn a_panic_fails_only_that_request_and_the_next_one_succeeds() {
+    let (gw, up) = two_routes("config = { mode = \"panic-on\", path_contains = \"boom\" }").await;
+    let c = TestClient::default();
+    assert_error_body(&c.get(&gw.url("/hostile/boom")).await, 503);
+    let next = c.get(&gw.url("/hostile/fine")).await;
+    assert_eq!(next.status, 200, "a fresh instance serves the next request");
+    assert_eq!(c.get(&gw.url("/hostile/boom")).await.status, 503);
+    assert_eq!(c.get(&gw.url("/hostile/fine")).await.status, 200);
+    assert_eq!(up.requests(), 2);
+}
+
+#[tokio::test]
+async fn a_core_module_is_refused_at_load_with_its_file_named() {
+    let dir = tempfile::tempdir().unwrap();
+    // The smallest core wasm module: magic and version 1, no sections.
+    std::fs::write(dir.path().join("core.wasm"), b"\0asm\x01\0\0\0").unwrap();
+    std::fs::write(dir.path().join("junk.wasm"), b"not wasm at all").unwrap();
+    let toml = format!(
+        r#"
+[server]
+listen = "127.0.0.1:0"
+plugins_dir = "{}"
+[upstreams.up]
+targets = ["127.0.0.1:9"]
+[[routes]]
+name = "r"
+path = "/*"
+upstream = "up"
+[[routes.plugins]]
+plugin = "core"
+[[routes.plugins]]
+plugin = "junk"
+"#,
+        dir.path().display()
+    );
+    let err = TestGateway::try_start(&toml).await.err().expect("refused");
+    assert!(
+        err.contains("core.wasm: a core WebAssembly module, not a component"),
+        "{err}"
+    );
+    assert!(err.contains("junk.wasm: not a WebAssembly file"), "{err}");
+    assert!(
+        err.contains("gatehouse.toml:12:10: route \"r\", plugin \"core\""),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn a_plugin_refusing_its_config_is_reported_where_the_entry_stands() {
+    let toml = r#"
+[server]
+listen = "127.0.0.1:0"
+plugins_dir = "{plugins}"
+[upstreams.up]
+targets = ["127.0.0.1:9"]
+[[routes]]
+name = "r"
+path = "/*"
+upstream = "up"
+[[routes.plugins]]
+plugin = "add-header"
+config = { name = "x-a" }
+[[routes.plugins]]
+plugin = "testkit"
+config = { mode = "refuse-init", reason = "not today" }
+"#;
+    let err = TestGateway::try_start(toml).await.err().expect("refused");
+    assert!(err.contains("gatehouse.toml:12:10: route \"r\", plugin \"add-header\": init failed: invalid config: missing field `value`"), "{err}");
+    assert!(
+        err.contains(
+            "gatehouse.toml:15:10: route \"r\", plugin \"testkit\": init failed: not today"
+        ),
+        "{err}"
+    );
+}

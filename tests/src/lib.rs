@@ -1,0 +1,221 @@
+//! Builders for end-to-end tests: a gateway from a TOML string on
+//! 127.0.0.1:0, echo upstreams, and a client. No fixed ports, no sleeps.
+
+use bytes::Bytes;
+use gatehouse::{Config, Gateway, Runtime, server};
+use http::{HeaderMap, Method, Request, StatusCode};
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::{Client, connect::HttpConnector};
+use hyper_util::rt::TokioExecutor;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, LazyLock};
+
+pub use demo_services::Echo;
+
+/// One plugin runtime (engine and epoch ticker) for the whole test binary.
+static RUNTIME: LazyLock<Runtime> =
+    LazyLock::new(|| Runtime::new().expect("plugin runtime starts"));
+
+/// The folder of built plugin components (`cargo xtask plugins`).
+pub fn plugins_dir() -> PathBuf {
+    let dir = std::env::var_os("GATEHOUSE_TEST_PLUGINS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/plugins"));
+    assert!(
+        dir.join("testkit.wasm").is_file(),
+        "no built plugins in {}: run the tests with `cargo xtask test`",
+        dir.display()
+    );
+    dir
+}
+
+/// The `gatehouse` binary built next to this test binary.
+pub fn gatehouse_bin() -> PathBuf {
+    let exe = std::env::current_exe().expect("test binary path");
+    let dir = exe.parent().and_then(|d| d.parent()).expect("target/debug");
+    let bin = dir.join("gatehouse");
+    assert!(
+        bin.is_file(),
+        "no {}: run the tests with `cargo xtask test`",
+        bin.display()
+    );
+    bin
+}
+
+/// Writes `toml` (with `{plugins}` replaced by the plugins folder) as a
+/// config file in a temporary folder and parses it.
+pub fn config(
+    toml: &str,
+) -> (
+    tempfile::TempDir,
+    Result<Config, gatehouse::config::ConfigErrors>,
+) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("gatehouse.toml");
+    let text = toml.replace("{plugins}", &plugins_dir().display().to_string());
+    std::fs::write(&path, &text).expect("write config");
+    let parsed = Config::load(&path);
+    (dir, parsed)
+}
+
+/// A running gateway.
+pub struct TestGateway {
+    pub addr: SocketAddr,
+    running: Option<server::Running>,
+    _dir: tempfile::TempDir,
+}
+
+impl TestGateway {
+    /// Starts a gateway from config text; panics with the errors if refused.
+    pub async fn start(toml: &str) -> TestGateway {
+        match TestGateway::try_start(toml).await {
+            Ok(g) => g,
+            Err(e) => panic!("gateway refused its config:\n{e}"),
+        }
+    }
+
+    /// Starts a gateway, or returns the config errors as text.
+    pub async fn try_start(toml: &str) -> Result<TestGateway, String> {
+        let (dir, parsed) = config(toml);
+        let config = parsed.map_err(|e| e.to_string())?;
+        let gateway = Gateway::build(&config, &RUNTIME)
+            .await
+            .map_err(|e| e.to_string())?;
+        let running = server::start(Arc::new(gateway))
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok(TestGateway {
+            addr: running.addr,
+            running: Some(running),
+            _dir: dir,
+        })
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    pub async fn stop(mut self) {
+        if let Some(r) = self.running.take() {
+            r.shutdown().await;
+        }
+    }
+}
+
+/// Starts `n` echo upstreams on 127.0.0.1:0.
+pub async fn echoes(name: &str, n: usize) -> Vec<Echo> {
+    let mut v = Vec::new();
+    for i in 0..n {
+        v.push(
+            Echo::bind(&format!("{name}-{i}"), "127.0.0.1:0")
+                .await
+                .expect("bind echo"),
+        );
+    }
+    v
+}
+
+/// `"127.0.0.1:1", "127.0.0.1:2"` for a config's `targets`.
+pub fn targets(echoes: &[Echo]) -> String {
+    echoes
+        .iter()
+        .map(|e| format!("\"{}\"", e.addr))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// What a client saw.
+#[derive(Debug)]
+pub struct Seen {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+}
+
+impl Seen {
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body).unwrap_or_else(|e| {
+            panic!(
+                "body is not JSON ({e}): {}",
+                String::from_utf8_lossy(&self.body)
+            )
+        })
+    }
+
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+
+    /// The headers the echo upstream received.
+    pub fn upstream_header(&self, name: &str) -> Option<String> {
+        self.json()["headers"][name].as_str().map(str::to_owned)
+    }
+}
+
+/// An HTTP/1.1 client with a keep-alive pool.
+#[derive(Clone)]
+pub struct TestClient {
+    client: Client<HttpConnector, Full<Bytes>>,
+}
+
+impl Default for TestClient {
+    fn default() -> Self {
+        TestClient {
+            client: Client::builder(TokioExecutor::new()).build_http(),
+        }
+    }
+}
+
+impl TestClient {
+    pub async fn send(
+        &self,
+        method: Method,
+        url: &str,
+        headers: &[(&str, &str)],
+        body: &str,
+    ) -> Seen {
+        let mut req = Request::builder().method(method).uri(url);
+        for (n, v) in headers {
+            req = req.header(*n, *v);
+        }
+        let req = req
+            .body(Full::new(Bytes::from(body.to_owned())))
+            .expect("valid request");
+        let resp = self.client.request(req).await.expect("gateway answers");
+        let (parts, body) = resp.into_parts();
+        let body = body.collect().await.expect("whole body").to_bytes();
+        Seen {
+            status: parts.status,
+            headers: parts.headers,
+            body,
+        }
+    }
+
+    pub async fn get(&self, url: &str) -> Seen {
+        self.send(Method::GET, url, &[], "").await
+    }
+
+    pub async fn get_with(&self, url: &str, headers: &[(&str, &str)]) -> Seen {
+        self.send(Method::GET, url, headers, "").await
+    }
+}
+
+/// The gateway error body shape, checked.
+pub fn assert_error_body(seen: &Seen, status: u16) {
+    assert_eq!(
+        seen.status.as_u16(),
+        status,
+        "body: {}",
+        String::from_utf8_lossy(&seen.body)
+    );
+    assert_eq!(seen.header("content-type"), Some("application/json"));
+    let j = seen.json();
+    assert_eq!(j["status"], status);
+    assert!(
+        j["error"].as_str().is_some_and(|s| !s.is_empty()),
+        "error message in {j}"
+    );
+    let id = seen.header("x-request-id").expect("x-request-id on errors");
+    assert_eq!(j["request_id"], id);
+}
