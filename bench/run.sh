@@ -1,0 +1,93 @@
+#!/usr/bin/env bash
+# Load benchmark: throughput and latency (wrk) direct to an upstream, and
+# through Gatehouse with no plugin, one and four warm plugins on the route;
+# then the criterion micro-benchmarks (warm plugin call, router).
+#
+#   bench/run.sh            # 10 s per case
+#   DURATION=30s bench/run.sh
+#
+# Writes bench/results/load.json. Needs wrk (Debian package `wrk`; installed
+# here when running as root). Results depend on the machine: the figures in
+# the README were measured on 2 cores, gateway with workers = 1.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+DURATION=${DURATION:-10s}
+CONNECTIONS=${CONNECTIONS:-32}
+UPSTREAM_PORT=${UPSTREAM_PORT:-19001}
+GATEWAY_PORT=${GATEWAY_PORT:-19080}
+
+if ! command -v wrk >/dev/null; then
+    if [ "$(id -u)" = 0 ]; then
+        apt-get update -qq && apt-get install -y -qq wrk >/dev/null
+    else
+        echo "bench: wrk is needed: sudo apt-get install wrk" >&2
+        exit 1
+    fi
+fi
+
+cargo xtask plugins
+cargo build --release -p gatehouse -p demo-services
+
+work=$(mktemp -d)
+pids=()
+cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$work"; }
+trap cleanup EXIT
+
+target/release/demo-services "upstream=127.0.0.1:$UPSTREAM_PORT" >/dev/null &
+pids+=($!)
+
+plugin() { printf '  [[routes.plugins]]\n  plugin = "add-header"\n  config = { name = "x-bench-%s", value = "1" }\n' "$1"; }
+{
+    printf '[server]\nlisten = "127.0.0.1:%s"\nplugins_dir = "%s"\nworkers = 1\n\n' "$GATEWAY_PORT" "$PWD/target/plugins"
+    printf '[upstreams.up]\ntargets = ["127.0.0.1:%s"]\n\n' "$UPSTREAM_PORT"
+    printf '[[routes]]\nname = "none"\npath = "/none/*"\nupstream = "up"\n\n'
+    printf '[[routes]]\nname = "one"\npath = "/one/*"\nupstream = "up"\n'; plugin 1; echo
+    printf '[[routes]]\nname = "four"\npath = "/four/*"\nupstream = "up"\n'; for i in 1 2 3 4; do plugin "$i"; done
+} > "$work/gatehouse.toml"
+GATEHOUSE_LOG=warn target/release/gatehouse run --config "$work/gatehouse.toml" &
+pids+=($!)
+
+for port in "$UPSTREAM_PORT" "$GATEWAY_PORT"; do
+    for _ in $(seq 100); do (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break; sleep 0.1; done
+done
+
+# wrk's latency distribution, in microseconds.
+to_us() { awk -v v="$1" 'BEGIN { n = v + 0; u = v; sub(/^[0-9.]+/, "", u);
+    if (u == "us") print n; else if (u == "ms") print n * 1000; else if (u == "s") print n * 1000000; else print n }'; }
+
+run_case() {
+    local name=$1 url=$2 out
+    wrk -t1 -c"$CONNECTIONS" -d2s "$url" >/dev/null   # warm pools and instances
+    out=$(wrk -t1 -c"$CONNECTIONS" -d"$DURATION" --latency "$url")
+    local rps p50 p99
+    rps=$(awk '/Requests\/sec/ { print $2 }' <<<"$out")
+    p50=$(to_us "$(awk '$1 == "50%" { print $2 }' <<<"$out")")
+    p99=$(to_us "$(awk '$1 == "99%" { print $2 }' <<<"$out")")
+    printf '%-22s %12.0f %10.0f %10.0f\n' "$name" "$rps" "$p50" "$p99"
+    echo "{\"case\":\"$name\",\"rps\":$rps,\"p50_us\":$p50,\"p99_us\":$p99}" >> "$work/cases.jsonl"
+}
+
+echo
+echo "wrk -t1 -c$CONNECTIONS -d$DURATION, gateway workers = 1, $(nproc) cores"
+printf '%-22s %12s %10s %10s\n' case "requests/s" "p50 µs" "p99 µs"
+run_case direct "http://127.0.0.1:$UPSTREAM_PORT/none/x"
+run_case "gateway, no plugin" "http://127.0.0.1:$GATEWAY_PORT/none/x"
+run_case "gateway, 1 plugin" "http://127.0.0.1:$GATEWAY_PORT/one/x"
+run_case "gateway, 4 plugins" "http://127.0.0.1:$GATEWAY_PORT/four/x"
+
+mkdir -p bench/results
+python3 - "$work/cases.jsonl" > bench/results/load.json <<'PY'
+import json, sys
+cases = [json.loads(l) for l in open(sys.argv[1])]
+by = {c["case"]: c for c in cases}
+none, four = by["gateway, no plugin"], by["gateway, 4 plugins"]
+# CPU time per request at saturation, so the added cost per plugin is the
+# difference in 1/throughput spread over the four plugins (one worker thread).
+added = (1e6 / four["rps"] - 1e6 / none["rps"]) / 4
+print(json.dumps({"cases": cases, "added_us_per_plugin_at_saturation": round(added, 2)}, indent=2))
+PY
+python3 -c "import json;print('added per plugin at saturation: %.2f µs' % json.load(open('bench/results/load.json'))['added_us_per_plugin_at_saturation'])"
+
+echo
+echo "== warm plugin call and router (criterion)"
+cargo bench -p gatehouse-bench --bench plugin_call --bench router -- --warm-up-time 1 --measurement-time 3 2>&1 | grep -E '^(chain|router)|time:'
