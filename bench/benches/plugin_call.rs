@@ -7,7 +7,10 @@ use gatehouse::plugin::{RequestStep, Runtime};
 use gatehouse_bench::{add_header_chain, request};
 
 fn bench(c: &mut Criterion) {
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("tokio");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("tokio");
     let runtime = Runtime::new().expect("runtime");
     let mut group = c.benchmark_group("chain");
     for n in [1usize, 4] {

@@ -12,7 +12,11 @@ fn bench(c: &mut Criterion) {
             1 => format!("/api/v{}/service{i}/*", i % 5),
             _ => format!("/static/service{i}/health"),
         };
-        let predicates = Predicates { methods: None, host: None, headers: vec![] };
+        let predicates = Predicates {
+            methods: None,
+            host: None,
+            headers: vec![],
+        };
         routes.push((Pattern::parse(&path).expect("pattern"), predicates));
     }
     let router = Router::new(routes);

@@ -1,12 +1,16 @@
 //! The router: a segment trie compiled once from the routes.
 //!
-//! Paths are matched segment by segment, trying a literal segment before a
-//! `{param}` and both before a tail wildcard, so the most specific path wins.
-//! Routes that share a path are ordered by how much more they ask for (host,
-//! headers, methods), then file order. Matching backtracks: if the most
-//! specific path has no route for this method, host or headers, a less
-//! specific one may still serve the request. A path that matched only with
-//! the wrong method gives 405 with the methods that would have matched.
+//! Which route wins, most specific first:
+//! 1. a route that asks for more of the request: a host, then more header
+//!    matches (so `accept-version = "2"` on `/orders/*` beats a plain
+//!    `/orders/{id}`: the header was asked for on purpose);
+//! 2. the more specific path: segment by segment, a literal beats a
+//!    `{param}`, which beats a `*` tail;
+//! 3. a route with a method list over one without; then file order.
+//!
+//! Matching backtracks through the trie, so a route is found whatever the
+//! more specific paths refuse. A path that matched only with the wrong method
+//! gives 405 with the methods that would have matched.
 //!
 //! (`matchit` and friends return one match per path with no predicates to
 //! backtrack on, hence this small trie.)
@@ -107,6 +111,11 @@ impl Predicates {
             self.methods.is_some(),
         )
     }
+
+    /// What outranks path specificity.
+    fn asks(&self) -> (bool, usize) {
+        (self.host.is_some(), self.headers.len())
+    }
 }
 
 /// The result of routing one request.
@@ -179,8 +188,20 @@ impl Router {
             host,
             headers,
             allow: Vec::new(),
+            found: Vec::new(),
         };
-        match search.walk(&self.root, &segments) {
+        search.walk(&self.root, &segments);
+        // `found` is in path-specificity order; prefer routes that asked for
+        // more (host, headers), keeping the earliest among equals.
+        let best = search
+            .found
+            .iter()
+            .copied()
+            .fold(None::<usize>, |best, i| match best {
+                Some(b) if self.routes[b].1.asks() >= self.routes[i].1.asks() => Some(b),
+                _ => Some(i),
+            });
+        match best {
             Some(route) => {
                 let params = self.params(route, &segments);
                 Match::Found { route, params }
@@ -231,33 +252,34 @@ struct Search<'a> {
     host: Option<&'a str>,
     headers: &'a HeaderMap,
     allow: Vec<Method>,
+    /// Routes that match, most specific path first (one per trie node).
+    found: Vec<usize>,
 }
 
 impl Search<'_> {
-    fn walk(&mut self, node: &Node, rest: &[&str]) -> Option<usize> {
+    fn walk(&mut self, node: &Node, rest: &[&str]) {
         match rest.split_first() {
-            None => {
-                if let Some(r) = self.pick(&node.exact) {
-                    return Some(r);
-                }
-            }
+            None => self.pick(&node.exact),
             Some((first, tail)) => {
-                if let Some(child) = node.literals.get(*first)
-                    && let Some(r) = self.walk(child, tail)
-                {
-                    return Some(r);
+                if let Some(child) = node.literals.get(*first) {
+                    self.walk(child, tail);
                 }
-                if let Some(child) = node.param.as_deref()
-                    && let Some(r) = self.walk(child, tail)
-                {
-                    return Some(r);
+                if let Some(child) = node.param.as_deref() {
+                    self.walk(child, tail);
                 }
             }
         }
-        self.pick(&node.tail)
+        self.pick(&node.tail);
     }
 
-    fn pick(&mut self, candidates: &[usize]) -> Option<usize> {
+    /// Records the first candidate of a node that matches (they are sorted).
+    fn pick(&mut self, candidates: &[usize]) {
+        if let Some(i) = self.first_match(candidates) {
+            self.found.push(i);
+        }
+    }
+
+    fn first_match(&mut self, candidates: &[usize]) -> Option<usize> {
         for &i in candidates {
             let p = &self.router.routes[i].1;
             if p.host.as_deref().is_some_and(|h| Some(h) != self.host) {
@@ -367,6 +389,27 @@ mod tests {
             r.route(&Method::GET, Some("api.example.com"), &h, "/orders/1"),
             Match::Found { route: 2, .. }
         ));
+    }
+
+    #[test]
+    fn a_header_match_outranks_a_more_specific_path() {
+        let mut v2 = route("/orders/*", None);
+        v2.1.headers = vec![("accept-version".parse().unwrap(), "2".parse().unwrap())];
+        let r = Router::new(vec![route("/orders/{id}", None), v2]);
+        let mut h = HeaderMap::new();
+        assert!(matches!(
+            r.route(&Method::GET, None, &h, "/orders/1"),
+            Match::Found { route: 0, .. }
+        ));
+        h.insert("accept-version", "2".parse().unwrap());
+        assert!(matches!(
+            r.route(&Method::GET, None, &h, "/orders/1"),
+            Match::Found { route: 1, .. }
+        ));
+        assert_eq!(
+            r.route(&Method::GET, None, &HeaderMap::new(), "/orders/1/x"),
+            Match::NotFound
+        );
     }
 
     #[test]

@@ -109,12 +109,58 @@ fn test(extra: &[String]) -> Result {
     let plugins = build_plugins()?;
     run(cargo().args(["build", "-p", "gatehouse", "--bin", "gatehouse"]))?;
     let mut cmd = cargo();
-    cmd.args(["test", "--workspace", "--exclude", "xtask"]);
+    cmd.args([
+        "test",
+        "--workspace",
+        "--exclude",
+        "xtask",
+        "--exclude",
+        "gatehouse-bench",
+    ]);
     for p in WASM_PACKAGES {
         cmd.args(["--exclude", p]);
     }
-    cmd.args(extra).env("GATEHOUSE_TEST_PLUGINS", plugins);
-    run(&mut cmd)
+    cmd.args(extra)
+        .env("GATEHOUSE_TEST_PLUGINS", plugins)
+        .stdout(Stdio::piped());
+    let mut child = cmd
+        .spawn()
+        .map_err(|e| format!("cannot run {cmd:?}: {e}"))?;
+    // Pass the output through, and total the suites for one closing line.
+    let (mut passed, mut failed) = (0u64, 0u64);
+    if let Some(out) = child.stdout.take() {
+        for line in BufReader::new(out)
+            .lines()
+            .map_while(std::result::Result::ok)
+        {
+            println!("{line}");
+            if let Some(rest) = line.strip_prefix("test result: ") {
+                passed += count(rest, " passed");
+                failed += count(rest, " failed");
+            }
+        }
+    }
+    let status = child.wait().map_err(|e| e.to_string())?;
+    println!("\ntests: {passed} passed, {failed} failed");
+    if status.success() {
+        Ok(())
+    } else {
+        Err(format!("cargo test failed ({status})"))
+    }
+}
+
+/// The number before `what` in a libtest summary ("ok. 31 passed; 0 failed; …").
+fn count(summary: &str, what: &str) -> u64 {
+    summary
+        .split(';')
+        .filter_map(|part| {
+            part.trim()
+                .trim_start_matches("ok. ")
+                .trim_start_matches("FAILED. ")
+                .strip_suffix(what.trim_start())
+        })
+        .filter_map(|n| n.trim().parse::<u64>().ok())
+        .sum()
 }
 
 /// Ends the child processes when the quickstart ends.
