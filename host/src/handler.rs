@@ -26,6 +26,7 @@ struct Outgoing {
 
 impl Outgoing {
     fn error(e: &GatewayError, request_id: &str) -> Outgoing {
+        tracing::debug!(request_id, origin = ?e.origin(), status = e.status().as_u16(), "gateway error: {e}");
         let (parts, body) = e.to_response(request_id).into_parts();
         Outgoing {
             res: ResponseRes {
@@ -50,9 +51,15 @@ impl Outgoing {
 impl Gateway {
     /// Serves one client request.
     pub async fn handle(&self, req: Request<Incoming>, client: SocketAddr) -> Response<Body> {
+        let started = std::time::Instant::now();
         let request_id = request_id(req.headers());
+        let method = req.method().clone();
         let (parts, body) = req.into_parts();
         let host = host_of(&parts);
+        // The per-request line is debug-level (the access log proper is
+        // separate); copy the path only when it will be written.
+        let path = tracing::enabled!(tracing::Level::DEBUG).then(|| parts.uri.path().to_owned());
+        let mut route_name: Option<Arc<str>> = None;
         let out = match self.router.route(
             &parts.method,
             host.as_deref(),
@@ -61,6 +68,7 @@ impl Gateway {
         ) {
             Match::Found { route, params } => {
                 let route = &self.routes[route];
+                route_name = Some(route.name.clone());
                 self.proxy(route, parts, body, client, request_id.clone(), params)
                     .await
             }
@@ -73,6 +81,16 @@ impl Gateway {
         if let Ok(v) = HeaderValue::from_str(&request_id) {
             resp.headers_mut().insert(X_REQUEST_ID.clone(), v);
         }
+        tracing::debug!(
+            request_id = &*request_id,
+            client = %client,
+            method = %method,
+            path = path.as_deref().unwrap_or(""),
+            route = route_name.as_deref().unwrap_or("-"),
+            status = resp.status().as_u16(),
+            elapsed_us = started.elapsed().as_micros() as u64,
+            "request"
+        );
         resp
     }
 

@@ -1,4 +1,4 @@
-//! Write [Gatehouse](https://github.com/) API gateway plugins in Rust.
+//! Write Gatehouse API gateway plugins in Rust.
 //!
 //! A plugin is a type implementing [`Plugin`], built for `wasm32-wasip2` as a
 //! `cdylib` and exported with [`export!`]. The gateway keeps a pool of warm

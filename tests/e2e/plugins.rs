@@ -6,9 +6,7 @@ async fn with_chain(chain: &str) -> (TestGateway, Echo) {
     let up = Echo::bind("up", "127.0.0.1:0").await.unwrap();
     let toml = format!(
         r#"
-[server]
-listen = "127.0.0.1:0"
-plugins_dir = "{{plugins}}"
+{SERVER}
 max_body_size = "1KiB"
 
 [upstreams.up]
@@ -191,9 +189,7 @@ async fn the_response_phase_sees_connect_errors() {
         .unwrap();
     let toml = format!(
         r#"
-[server]
-listen = "127.0.0.1:0"
-plugins_dir = "{{plugins}}"
+{SERVER}
 [upstreams.gone]
 targets = ["{dead}"]
 [[routes]]

@@ -6,9 +6,7 @@ use tokio::net::TcpStream;
 fn one_route(targets: &str, extra_upstream: &str, extra_server: &str) -> String {
     format!(
         r#"
-[server]
-listen = "127.0.0.1:0"
-plugins_dir = "{{plugins}}"
+{SERVER}
 {extra_server}
 
 [upstreams.app]

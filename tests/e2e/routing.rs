@@ -5,9 +5,7 @@ async fn gateway_with_routes() -> (TestGateway, Vec<Echo>) {
     let ups = echoes("svc", 5).await;
     let toml = format!(
         r#"
-[server]
-listen = "127.0.0.1:0"
-plugins_dir = "{{plugins}}"
+{SERVER}
 
 [upstreams.health]
 targets = ["{}"]

@@ -7,9 +7,7 @@ async fn two_routes(hostile: &str) -> (TestGateway, Echo) {
     let up = Echo::bind("up", "127.0.0.1:0").await.unwrap();
     let toml = format!(
         r#"
-[server]
-listen = "127.0.0.1:0"
-plugins_dir = "{{plugins}}"
+{SERVER}
 
 [upstreams.up]
 targets = ["{}"]

@@ -13,6 +13,10 @@ use std::sync::{Arc, LazyLock};
 
 pub use demo_services::Echo;
 
+/// The `[server]` table test configs start with: an ephemeral port and the
+/// built plugins (`{plugins}` is replaced when the config is written).
+pub const SERVER: &str = "[server]\nlisten = \"127.0.0.1:0\"\nplugins_dir = \"{plugins}\"";
+
 /// One plugin runtime (engine and epoch ticker) for the whole test binary.
 static RUNTIME: LazyLock<Runtime> =
     LazyLock::new(|| Runtime::new().expect("plugin runtime starts"));

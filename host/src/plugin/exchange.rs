@@ -69,6 +69,57 @@ impl RequestRes {
     }
 }
 
+/// What requests and responses share, so the host calls serve both alike.
+pub trait Message: Send + 'static {
+    fn headers(&self) -> &HeaderMap;
+    /// The headers to change, or why they cannot be changed now.
+    fn headers_mut(&mut self) -> Result<&mut HeaderMap, String>;
+    /// The body, if buffered and the current plugin asked for it.
+    fn visible_body(&self) -> Option<&Bytes>;
+    /// Replaces the body, if the current plugin asked for it.
+    fn set_body(&mut self, body: Vec<u8>) -> Result<(), String>;
+}
+
+impl Message for RequestRes {
+    fn headers(&self) -> &HeaderMap {
+        &self.parts.headers
+    }
+    fn headers_mut(&mut self) -> Result<&mut HeaderMap, String> {
+        self.check_writable()?;
+        Ok(&mut self.parts.headers)
+    }
+    fn visible_body(&self) -> Option<&Bytes> {
+        self.body.as_ref().filter(|_| self.body_visible)
+    }
+    fn set_body(&mut self, body: Vec<u8>) -> Result<(), String> {
+        if !self.body_visible {
+            return Err("set-body needs the request-body hook".into());
+        }
+        self.check_writable()?;
+        replace_body(&mut self.parts.headers, &mut self.body, body);
+        Ok(())
+    }
+}
+
+impl Message for ResponseRes {
+    fn headers(&self) -> &HeaderMap {
+        &self.parts.headers
+    }
+    fn headers_mut(&mut self) -> Result<&mut HeaderMap, String> {
+        Ok(&mut self.parts.headers)
+    }
+    fn visible_body(&self) -> Option<&Bytes> {
+        self.body.as_ref().filter(|_| self.body_visible)
+    }
+    fn set_body(&mut self, body: Vec<u8>) -> Result<(), String> {
+        if !self.body_visible {
+            return Err("set-body needs the response-body hook".into());
+        }
+        replace_body(&mut self.parts.headers, &mut self.body, body);
+        Ok(())
+    }
+}
+
 /// Header operations shared by requests and responses.
 pub fn header_first(h: &HeaderMap, name: &str) -> Option<String> {
     h.get(name).and_then(|v| v.to_str().ok()).map(str::to_owned)

@@ -3,7 +3,7 @@
 
 use super::bindings::gatehouse::plugin::{host, state, types};
 use super::bindings::{Level, WindowCount};
-use super::exchange::{self, ContextRes, RequestRes, ResponseRes};
+use super::exchange::{self, ContextRes, Message, RequestRes, ResponseRes};
 use super::state::SharedState;
 use std::sync::Arc;
 use std::time::Duration;
@@ -94,6 +94,62 @@ impl ResourceLimiter for MemoryLimiter {
 
 type R<T> = Result<T>;
 
+impl StoreData {
+    /// Reads a request or response; a stale handle traps the guest.
+    fn read<T: Message, U>(&self, r: &Resource<T>, f: impl FnOnce(&T) -> U) -> R<U> {
+        Ok(f(self.table.get(r)?))
+    }
+
+    /// Changes a message's headers, unless it is read-only now.
+    fn write<T: Message>(
+        &mut self,
+        r: &Resource<T>,
+        f: impl FnOnce(&mut http::HeaderMap) -> Result<(), String>,
+    ) -> R<Result<(), String>> {
+        Ok(self.table.get_mut(r)?.headers_mut().and_then(f))
+    }
+}
+
+/// The header and body calls, alike for requests and responses.
+macro_rules! message_calls {
+    ($ty:ty) => {
+        fn header(&mut self, r: Resource<$ty>, name: String) -> R<Option<String>> {
+            self.read(&r, |m| exchange::header_first(m.headers(), &name))
+        }
+        fn header_all(&mut self, r: Resource<$ty>, name: String) -> R<Vec<String>> {
+            self.read(&r, |m| exchange::header_all(m.headers(), &name))
+        }
+        fn headers(&mut self, r: Resource<$ty>) -> R<Vec<(String, String)>> {
+            self.read(&r, |m| exchange::header_list(m.headers()))
+        }
+        fn set_header(
+            &mut self,
+            r: Resource<$ty>,
+            name: String,
+            value: String,
+        ) -> R<Result<(), String>> {
+            self.write(&r, |h| exchange::header_set(h, &name, &value))
+        }
+        fn append_header(
+            &mut self,
+            r: Resource<$ty>,
+            name: String,
+            value: String,
+        ) -> R<Result<(), String>> {
+            self.write(&r, |h| exchange::header_append(h, &name, &value))
+        }
+        fn remove_header(&mut self, r: Resource<$ty>, name: String) -> R<Result<(), String>> {
+            self.write(&r, |h| exchange::header_remove(h, &name))
+        }
+        fn body(&mut self, r: Resource<$ty>) -> R<Option<Vec<u8>>> {
+            self.read(&r, |m| m.visible_body().map(|b| b.to_vec()))
+        }
+        fn set_body(&mut self, r: Resource<$ty>, body: Vec<u8>) -> R<Result<(), String>> {
+            Ok(self.table.get_mut(&r)?.set_body(body))
+        }
+    };
+}
+
 impl types::Host for StoreData {}
 
 impl types::HostContext for StoreData {
@@ -156,66 +212,8 @@ impl types::HostRequest for StoreData {
             .check_writable()
             .and_then(|()| req.set_path_and_query(&path, query.as_deref())))
     }
-    fn header(&mut self, r: Resource<RequestRes>, name: String) -> R<Option<String>> {
-        Ok(exchange::header_first(
-            &self.table.get(&r)?.parts.headers,
-            &name,
-        ))
-    }
-    fn header_all(&mut self, r: Resource<RequestRes>, name: String) -> R<Vec<String>> {
-        Ok(exchange::header_all(
-            &self.table.get(&r)?.parts.headers,
-            &name,
-        ))
-    }
-    fn headers(&mut self, r: Resource<RequestRes>) -> R<Vec<(String, String)>> {
-        Ok(exchange::header_list(&self.table.get(&r)?.parts.headers))
-    }
-    fn set_header(
-        &mut self,
-        r: Resource<RequestRes>,
-        name: String,
-        value: String,
-    ) -> R<Result<(), String>> {
-        let req = self.table.get_mut(&r)?;
-        Ok(req
-            .check_writable()
-            .and_then(|()| exchange::header_set(&mut req.parts.headers, &name, &value)))
-    }
-    fn append_header(
-        &mut self,
-        r: Resource<RequestRes>,
-        name: String,
-        value: String,
-    ) -> R<Result<(), String>> {
-        let req = self.table.get_mut(&r)?;
-        Ok(req
-            .check_writable()
-            .and_then(|()| exchange::header_append(&mut req.parts.headers, &name, &value)))
-    }
-    fn remove_header(&mut self, r: Resource<RequestRes>, name: String) -> R<Result<(), String>> {
-        let req = self.table.get_mut(&r)?;
-        Ok(req
-            .check_writable()
-            .and_then(|()| exchange::header_remove(&mut req.parts.headers, &name)))
-    }
-    fn body(&mut self, r: Resource<RequestRes>) -> R<Option<Vec<u8>>> {
-        let req = self.table.get(&r)?;
-        Ok(if req.body_visible {
-            req.body.as_ref().map(|b| b.to_vec())
-        } else {
-            None
-        })
-    }
-    fn set_body(&mut self, r: Resource<RequestRes>, body: Vec<u8>) -> R<Result<(), String>> {
-        let req = self.table.get_mut(&r)?;
-        if !req.body_visible {
-            return Ok(Err("set-body needs the request-body hook".into()));
-        }
-        Ok(req
-            .check_writable()
-            .map(|()| exchange::replace_body(&mut req.parts.headers, &mut req.body, body)))
-    }
+    message_calls!(RequestRes);
+
     fn drop(&mut self, _r: Resource<RequestRes>) -> R<()> {
         Ok(())
     }
@@ -235,67 +233,8 @@ impl types::HostResponse for StoreData {
             _ => Err(format!("invalid status {status}: expected 200 to 999")),
         })
     }
-    fn header(&mut self, r: Resource<ResponseRes>, name: String) -> R<Option<String>> {
-        Ok(exchange::header_first(
-            &self.table.get(&r)?.parts.headers,
-            &name,
-        ))
-    }
-    fn header_all(&mut self, r: Resource<ResponseRes>, name: String) -> R<Vec<String>> {
-        Ok(exchange::header_all(
-            &self.table.get(&r)?.parts.headers,
-            &name,
-        ))
-    }
-    fn headers(&mut self, r: Resource<ResponseRes>) -> R<Vec<(String, String)>> {
-        Ok(exchange::header_list(&self.table.get(&r)?.parts.headers))
-    }
-    fn set_header(
-        &mut self,
-        r: Resource<ResponseRes>,
-        name: String,
-        value: String,
-    ) -> R<Result<(), String>> {
-        Ok(exchange::header_set(
-            &mut self.table.get_mut(&r)?.parts.headers,
-            &name,
-            &value,
-        ))
-    }
-    fn append_header(
-        &mut self,
-        r: Resource<ResponseRes>,
-        name: String,
-        value: String,
-    ) -> R<Result<(), String>> {
-        Ok(exchange::header_append(
-            &mut self.table.get_mut(&r)?.parts.headers,
-            &name,
-            &value,
-        ))
-    }
-    fn remove_header(&mut self, r: Resource<ResponseRes>, name: String) -> R<Result<(), String>> {
-        Ok(exchange::header_remove(
-            &mut self.table.get_mut(&r)?.parts.headers,
-            &name,
-        ))
-    }
-    fn body(&mut self, r: Resource<ResponseRes>) -> R<Option<Vec<u8>>> {
-        let resp = self.table.get(&r)?;
-        Ok(if resp.body_visible {
-            resp.body.as_ref().map(|b| b.to_vec())
-        } else {
-            None
-        })
-    }
-    fn set_body(&mut self, r: Resource<ResponseRes>, body: Vec<u8>) -> R<Result<(), String>> {
-        let resp = self.table.get_mut(&r)?;
-        if !resp.body_visible {
-            return Ok(Err("set-body needs the response-body hook".into()));
-        }
-        exchange::replace_body(&mut resp.parts.headers, &mut resp.body, body);
-        Ok(Ok(()))
-    }
+    message_calls!(ResponseRes);
+
     fn drop(&mut self, _r: Resource<ResponseRes>) -> R<()> {
         Ok(())
     }

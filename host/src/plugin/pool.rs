@@ -14,6 +14,9 @@ use wasmtime::Store;
 /// Calls an instance serves before it is retired.
 const MAX_USES: u32 = 100_000;
 
+/// The least CPU time an instance gets to start and run `init`.
+const INIT_DEADLINE: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// A warm, initialised instance.
 pub struct Warm {
     pub(super) store: Store<StoreData>,
@@ -83,7 +86,12 @@ impl EntryPool {
         let data = StoreData::new(self.tag.clone(), self.state.clone(), self.limits.memory);
         let mut store = Store::new(self.plugin.pre.engine(), data);
         store.limiter(|d| &mut d.limiter);
-        store.set_epoch_deadline(self.ticks);
+        // Start-up (the component's start function and `init`) may parse a
+        // large config or warm a cache: allow it a second at least.
+        let init_ticks = self
+            .ticks
+            .max(INIT_DEADLINE.as_millis() as u64 / EPOCH_TICK.as_millis().max(1) as u64);
+        store.set_epoch_deadline(init_ticks);
         let pre: &PluginPre<StoreData> = &self.plugin.pre;
         let bindings = match pre.instantiate_async(&mut store).await {
             Ok(b) => b,
@@ -94,7 +102,8 @@ impl EntryPool {
             bindings,
             uses: 0,
         };
-        warm.arm(self.ticks, &Arc::from(""));
+        warm.arm(init_ticks, &Arc::from(""));
+        warm.uses = 0;
         match warm
             .bindings
             .call_init(&mut warm.store, &self.config_json)
