@@ -159,6 +159,9 @@ fn load_plugins(
 }
 
 fn available(dir: &std::path::Path) -> String {
+    if !dir.is_dir() {
+        return "the folder does not exist".to_owned();
+    }
     let mut names: Vec<String> = std::fs::read_dir(dir)
         .map(|rd| {
             rd.filter_map(|e| e.ok())

@@ -184,3 +184,59 @@ async fn a_client_trickling_headers_is_dropped() {
     assert!(start.elapsed() >= Duration::from_millis(250));
     assert_eq!(ups[0].requests(), 0);
 }
+
+#[tokio::test]
+async fn hop_by_hop_headers_from_the_upstream_do_not_reach_the_client() {
+    let ups = echoes("hop-back", 1).await;
+    let gw = TestGateway::start(&one_route(&targets(&ups), "", "")).await;
+    let seen = TestClient::default()
+        .get_with(
+            &gw.url("/x"),
+            &[
+                ("x-echo-header", "connection: x-internal"),
+                ("x-echo-header", "x-internal: upstream-only"),
+                ("x-echo-header", "keep-alive: timeout=99"),
+                ("x-echo-header", "x-public: yes"),
+            ],
+        )
+        .await;
+    assert_eq!(seen.status, 200);
+    assert_eq!(seen.header("x-public"), Some("yes"));
+    assert_eq!(seen.header("x-internal"), None);
+    assert_eq!(seen.header("keep-alive"), None);
+}
+
+#[tokio::test]
+async fn least_connections_avoids_the_busy_target() {
+    let ups = echoes("lc", 2).await;
+    let gw = TestGateway::start(&one_route(
+        &targets(&ups),
+        "balance = \"least-connections\"",
+        "",
+    ))
+    .await;
+    let c = TestClient::default();
+    let slow = {
+        let (c, url) = (c.clone(), gw.url("/slow"));
+        tokio::spawn(async move { c.get_with(&url, &[("x-echo-delay-ms", "1500")]).await })
+    };
+    // Wait until the slow request has reached its target.
+    let start = Instant::now();
+    while ups.iter().map(Echo::requests).sum::<usize>() == 0 {
+        assert!(
+            start.elapsed() < Duration::from_secs(5),
+            "slow request never arrived"
+        );
+        tokio::task::yield_now().await;
+    }
+    let busy = ups.iter().position(|u| u.requests() == 1).unwrap();
+    for _ in 0..6 {
+        let seen = c.get(&gw.url("/quick")).await;
+        assert_ne!(
+            seen.json()["service"],
+            ups[busy].name.as_str(),
+            "went to the busy target"
+        );
+    }
+    assert_eq!(slow.await.unwrap().status, 200);
+}

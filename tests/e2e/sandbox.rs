@@ -139,3 +139,25 @@ config = { mode = "refuse-init", reason = "not today" }
         "{err}"
     );
 }
+
+#[tokio::test]
+async fn a_component_of_another_world_is_refused_at_load() {
+    let toml = r#"
+[server]
+listen = "127.0.0.1:0"
+plugins_dir = "{plugins}"
+[upstreams.up]
+targets = ["127.0.0.1:9"]
+[[routes]]
+name = "r"
+path = "/*"
+upstream = "up"
+[[routes.plugins]]
+plugin = "not-a-plugin"
+"#;
+    let err = TestGateway::try_start(toml).await.err().expect("refused");
+    assert!(
+        err.contains("not-a-plugin.wasm: not a plugin of the gatehouse:plugin@0.1.0 world"),
+        "{err}"
+    );
+}

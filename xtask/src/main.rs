@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 /// Every crate that builds to a plugin component, by package name: the
 /// file is `target/plugins/NAME.wasm`.
-const WASM_PACKAGES: &[&str] = &["add-header", "testkit", "tenant-guard"];
+const WASM_PACKAGES: &[&str] = &["add-header", "testkit", "tenant-guard", "not-a-plugin"];
 const TARGET: &str = "wasm32-wasip2";
 
 type Result<T = ()> = std::result::Result<T, String>;
@@ -93,11 +93,14 @@ fn build_plugins() -> Result<PathBuf> {
     let out = root().join("target/plugins");
     std::fs::create_dir_all(&out).map_err(|e| format!("cannot create {}: {e}", out.display()))?;
     for p in WASM_PACKAGES {
-        let built = root()
-            .join("target")
-            .join(TARGET)
-            .join("release")
-            .join(format!("{}.wasm", p.replace('-', "_")));
+        // A library keeps its name with '_'; a binary (a command fixture) with '-'.
+        let dir = root().join("target").join(TARGET).join("release");
+        let lib = dir.join(format!("{}.wasm", p.replace('-', "_")));
+        let built = if lib.is_file() {
+            lib
+        } else {
+            dir.join(format!("{p}.wasm"))
+        };
         let dest = out.join(format!("{p}.wasm"));
         std::fs::copy(&built, &dest)
             .map_err(|e| format!("cannot copy {}: {e}", built.display()))?;

@@ -2,7 +2,7 @@
 //! it (service name, method, path, query, headers, body length). It counts
 //! TCP connections and requests so tests can check pooling and balancing.
 //! A request header `x-echo-delay-ms` delays the answer, `x-echo-status`
-//! sets its status.
+//! sets its status, and each `x-echo-header: NAME: VALUE` adds a response header.
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
@@ -137,5 +137,21 @@ async fn echo(
         "x-powered-by",
         "demo-services".parse().expect("static value"),
     );
+    for wanted in parts
+        .headers
+        .get_all("x-echo-header")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+    {
+        let Some((n, v)) = wanted.split_once(':') else {
+            continue;
+        };
+        if let (Ok(n), Ok(v)) = (
+            hyper::header::HeaderName::from_bytes(n.trim().as_bytes()),
+            hyper::header::HeaderValue::from_str(v.trim()),
+        ) {
+            resp.headers_mut().append(n, v);
+        }
+    }
     Ok(resp)
 }
