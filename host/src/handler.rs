@@ -236,7 +236,6 @@ impl Gateway {
                     GatewayError::UpstreamTimeout => Outcome::Timeout,
                     _ => Outcome::Gateway,
                 };
-                tracing::debug!(route = &*route.name, target = %target.authority(), request_id, "upstream error: {e}");
                 return (Outgoing::error(&e, request_id), outcome);
             }
         };

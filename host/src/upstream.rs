@@ -103,17 +103,27 @@ impl UpstreamPool {
 
     /// Sends a request whose URI already names the target.
     pub async fn send(&self, req: Request<Body>) -> Result<Response<Incoming>, GatewayError> {
-        match tokio::time::timeout(self.timeout, self.client.request(req)).await {
-            Err(_) => Err(GatewayError::UpstreamTimeout),
-            Ok(Ok(resp)) => Ok(resp),
-            Ok(Err(e)) if e.is_connect() => {
-                tracing::debug!(upstream = %self.name, error = %e, "connect failed");
-                Err(GatewayError::UpstreamConnect)
-            }
-            Ok(Err(e)) => {
-                tracing::debug!(upstream = %self.name, error = %e, "upstream request failed");
-                Err(GatewayError::UpstreamFailed)
-            }
+        let target = req
+            .uri()
+            .authority()
+            .map(ToString::to_string)
+            .unwrap_or_default();
+        let result = tokio::time::timeout(self.timeout, self.client.request(req)).await;
+        let (error, e) = match result {
+            Err(_) => return Err(GatewayError::UpstreamTimeout),
+            Ok(Ok(resp)) => return Ok(resp),
+            Ok(Err(e)) if e.is_connect() => (GatewayError::UpstreamConnect, e),
+            Ok(Err(e)) => (GatewayError::UpstreamFailed, e),
+        };
+        // hyper's own message is terse ("client error (Connect)"): log the causes.
+        let mut detail = e.to_string();
+        let mut source = std::error::Error::source(&e);
+        while let Some(s) = source {
+            detail.push_str(": ");
+            detail.push_str(&s.to_string());
+            source = s.source();
         }
+        tracing::debug!(upstream = %self.name, target, "{error}: {detail}");
+        Err(error)
     }
 }

@@ -24,6 +24,11 @@ const NOT_INITIALISED: &str = "plugin called before init";
 
 impl<S: Slot> Guest for S {
     fn init(config: String) -> Result<Hooks, String> {
+        // A panic traps the instance; have its message reach the gateway's
+        // log (plugins have no stderr) before it does.
+        std::panic::set_hook(Box::new(|info| {
+            crate::log::error(&format!("plugin panicked: {info}"))
+        }));
         let de = &mut serde_json::Deserializer::from_str(&config);
         let typed = serde_path_to_error::deserialize(de).map_err(|e| {
             let path = e.path().to_string();

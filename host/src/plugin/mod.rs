@@ -104,7 +104,13 @@ impl PluginError {
 }
 
 fn first_line(e: &wasmtime::Error) -> String {
-    let text = format!("{e:#}");
+    // The top of a trap's chain is "error while executing at wasm
+    // backtrace: …"; the cause ("wasm `unreachable` instruction executed"
+    // for a panic) is what says what happened.
+    let text = match e.downcast_ref::<wasmtime::Trap>() {
+        Some(_) => e.root_cause().to_string(),
+        None => format!("{e:#}"),
+    };
     text.lines().next().unwrap_or("").to_owned()
 }
 
