@@ -161,3 +161,32 @@ plugin = "not-a-plugin"
         "{err}"
     );
 }
+
+#[tokio::test]
+async fn requests_wait_for_an_instance_when_the_entry_is_at_its_limit() {
+    let (gw, up) = two_routes(
+        "limits = { instances = 1, timeout = \"2s\" }\nconfig = { mode = \"busy\", ms = 300 }",
+    )
+    .await;
+    let c = TestClient::default();
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..3 {
+        let (c, url) = (c.clone(), gw.url("/hostile/x"));
+        tasks.push(tokio::spawn(async move { c.get(&url).await }));
+    }
+    for t in tasks {
+        assert_eq!(
+            t.await.unwrap().status,
+            200,
+            "a queued request is served, not failed"
+        );
+    }
+    // One instance, 300 ms each: the three calls ran one after another.
+    assert!(
+        start.elapsed() >= Duration::from_millis(850),
+        "took only {:?}",
+        start.elapsed()
+    );
+    assert_eq!(up.requests(), 3);
+}

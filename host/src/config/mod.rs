@@ -102,13 +102,20 @@ pub struct Limits {
     pub memory: u64,
     /// CPU deadline per call.
     pub timeout: std::time::Duration,
+    /// Most instances serving at once; further requests wait for one, so a
+    /// burst on one route cannot take every instance slot of the gateway.
+    pub instances: usize,
 }
+
+/// The most instances one entry may be allowed.
+pub const MAX_INSTANCES_PER_ENTRY: usize = 1024;
 
 impl Default for Limits {
     fn default() -> Self {
         Limits {
             memory: 32 * 1024 * 1024,
             timeout: std::time::Duration::from_millis(50),
+            instances: 128,
         }
     }
 }
@@ -401,6 +408,16 @@ impl Validator<'_> {
                     return self.err(t.span(), msg);
                 }
                 limits.timeout = t.get_ref().0;
+            }
+            if let Some(n) = l.instances {
+                if *n.get_ref() == 0 || *n.get_ref() > MAX_INSTANCES_PER_ENTRY {
+                    let msg = format!(
+                        "route \"{route}\", plugin \"{plugin}\": instances {} is out of range: expected 1 to {MAX_INSTANCES_PER_ENTRY}",
+                        n.get_ref()
+                    );
+                    return self.err(n.span(), msg);
+                }
+                limits.instances = *n.get_ref();
             }
         }
         let config_json = match e.config {

@@ -69,4 +69,5 @@ pub struct RawPluginEntry {
 pub struct RawLimits {
     pub memory: Option<Spanned<Size>>,
     pub timeout: Option<Spanned<Duration>>,
+    pub instances: Option<Spanned<usize>>,
 }

@@ -9,6 +9,7 @@ use super::state::SharedState;
 use super::{EPOCH_TICK, LoadedPlugin, PluginError};
 use crate::config::{Limits, OnError, PluginEntry};
 use std::sync::{Arc, Mutex};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use wasmtime::Store;
 
 /// Calls an instance serves before it is retired.
@@ -22,6 +23,8 @@ pub struct Warm {
     pub(super) store: Store<StoreData>,
     pub(super) bindings: Plugin,
     uses: u32,
+    /// Held while the instance serves a call; idle instances hold none.
+    permit: Option<OwnedSemaphorePermit>,
 }
 
 impl Warm {
@@ -46,6 +49,8 @@ pub struct EntryPool {
     state: Arc<SharedState>,
     idle: Mutex<Vec<Warm>>,
     max_idle: usize,
+    /// One permit per instance allowed to serve at once.
+    busy: Arc<Semaphore>,
 }
 
 impl EntryPool {
@@ -74,7 +79,8 @@ impl EntryPool {
             ticks,
             state,
             idle: Mutex::new(Vec::new()),
-            max_idle: max_idle.max(1),
+            max_idle: max_idle.clamp(1, entry.limits.instances),
+            busy: Arc::new(Semaphore::new(entry.limits.instances)),
         };
         let (warm, hooks) = pool.instantiate().await?;
         pool.hooks = hooks;
@@ -101,6 +107,7 @@ impl EntryPool {
             store,
             bindings,
             uses: 0,
+            permit: None,
         };
         warm.arm(init_ticks, &Arc::from(""));
         warm.uses = 0;
@@ -115,17 +122,27 @@ impl EntryPool {
         }
     }
 
-    /// A warm instance: an idle one, or a new one.
+    /// A warm instance: an idle one, or a new one. Waits while the entry's
+    /// `instances` limit are all serving.
     pub async fn checkout(&self) -> Result<Warm, PluginError> {
+        let permit = self
+            .busy
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|_| PluginError::Load("the plugin entry is shutting down".into()))?;
         let idle = self.idle.lock().unwrap_or_else(|e| e.into_inner()).pop();
-        match idle {
-            Some(w) => Ok(w),
-            None => self.instantiate().await.map(|(w, _)| w),
-        }
+        let mut warm = match idle {
+            Some(w) => w,
+            None => self.instantiate().await?.0,
+        };
+        warm.permit = Some(permit);
+        Ok(warm)
     }
 
     /// Returns an instance that served a call successfully.
-    pub fn checkin(&self, warm: Warm) {
+    pub fn checkin(&self, mut warm: Warm) {
+        warm.permit = None;
         if warm.uses >= MAX_USES {
             return;
         }
