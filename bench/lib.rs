@@ -69,6 +69,7 @@ pub fn request() -> (ContextRes, RequestRes) {
     let (parts, ()) = req.body(()).expect("valid request").into_parts();
     let ctx = ContextRes {
         route: Arc::from("bench"),
+        upstream: Arc::from("bench"),
         request_id: Arc::from("0123456789abcdef0123456789abcdef"),
         client: "127.0.0.1:40000".parse().expect("addr"),
         bag: HashMap::new(),

@@ -130,6 +130,7 @@ impl Gateway {
             .collect();
         let mut ctx = ContextRes {
             route: route.name.clone(),
+            upstream: route.upstream.name.clone(),
             request_id: request_id.clone(),
             client,
             bag,

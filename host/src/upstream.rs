@@ -37,7 +37,7 @@ impl Drop for TargetGuard {
 }
 
 pub struct UpstreamPool {
-    pub name: String,
+    pub name: std::sync::Arc<str>,
     pub targets: Vec<Target>,
     balance: Balance,
     next: AtomicUsize,
@@ -58,7 +58,7 @@ impl UpstreamPool {
             .pool_max_idle_per_host(cfg.max_idle_per_target)
             .build(connector);
         Arc::new(UpstreamPool {
-            name: cfg.name.clone(),
+            name: cfg.name.as_str().into(),
             targets: cfg
                 .targets
                 .iter()

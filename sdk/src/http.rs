@@ -25,6 +25,18 @@ impl<'a> Context<'a> {
         self.0.route()
     }
 
+    /// The name of the route's upstream: key shared state about the
+    /// upstream (a circuit breaker's, say) on it.
+    ///
+    /// ```no_run
+    /// # fn f(ctx: &gatehouse_sdk::Context) {
+    /// let key = format!("failures:{}", ctx.upstream());
+    /// # }
+    /// ```
+    pub fn upstream(&self) -> String {
+        self.0.upstream()
+    }
+
     /// The request id, as the client and the upstream see it in `x-request-id`.
     ///
     /// ```no_run

@@ -4,8 +4,10 @@
 //! `cdylib` and exported with [`export!`]. The gateway keeps a pool of warm
 //! instances of it per route entry; each instance is created once from the
 //! entry's typed [`Plugin::Config`] and then serves many requests, one at a
-//! time, so `&mut self` is a per-instance cache. State shared by all
-//! instances lives in the host: see [`state`].
+//! time, so `&mut self` is a per-instance cache. The response phase of a
+//! request may run on another instance than its request phase: hand facts
+//! from one phase to the other with [`Context::set`], not in `self`. State
+//! shared by all instances lives in the host: see [`state`].
 //!
 //! ```no_run
 //! use gatehouse_sdk::{export, Action, Context, Plugin, Request, Result};

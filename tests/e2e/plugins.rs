@@ -119,6 +119,10 @@ async fn plugins_see_the_request_context() {
         .await;
     assert_eq!(seen.upstream_header("x-ctx-route").as_deref(), Some("main"));
     assert_eq!(
+        seen.upstream_header("x-ctx-upstream").as_deref(),
+        Some("up")
+    );
+    assert_eq!(
         seen.upstream_header("x-ctx-request-id").as_deref(),
         Some("ctx-1")
     );

@@ -13,6 +13,7 @@ use std::sync::Arc;
 #[derive(Debug, Clone)]
 pub struct ContextRes {
     pub route: Arc<str>,
+    pub upstream: Arc<str>,
     pub request_id: Arc<str>,
     pub client: SocketAddr,
     pub bag: HashMap<String, String>,
@@ -182,6 +183,7 @@ impl ContextRes {
     pub fn placeholder(&self) -> ContextRes {
         ContextRes {
             route: self.route.clone(),
+            upstream: self.upstream.clone(),
             request_id: self.request_id.clone(),
             client: self.client,
             bag: HashMap::new(),

@@ -156,6 +156,9 @@ impl types::HostContext for StoreData {
     fn route(&mut self, c: Resource<ContextRes>) -> R<String> {
         Ok(self.table.get(&c)?.route.to_string())
     }
+    fn upstream(&mut self, c: Resource<ContextRes>) -> R<String> {
+        Ok(self.table.get(&c)?.upstream.to_string())
+    }
     fn request_id(&mut self, c: Resource<ContextRes>) -> R<String> {
         Ok(self.table.get(&c)?.request_id.to_string())
     }
