@@ -57,6 +57,20 @@ impl Reply {
             .body(body)
     }
 
+    /// An error in the gateway's own JSON shape, so clients see one shape
+    /// whether the gateway or a plugin refused them:
+    /// `{"error": message, "status": status, "request_id": …}`.
+    ///
+    /// ```no_run
+    /// # fn f(ctx: &gatehouse_sdk::Context) -> gatehouse_sdk::Reply {
+    /// gatehouse_sdk::Reply::error(ctx, 401, "missing API key")
+    /// # }
+    /// ```
+    pub fn error(ctx: &crate::Context, status: u16, message: &str) -> Reply {
+        let body = serde_json::json!({ "error": message, "status": status, "request_id": ctx.request_id() });
+        Reply::json(status, &body)
+    }
+
     /// A plain-text reply (`content-type: text/plain; charset=utf-8`).
     ///
     /// ```

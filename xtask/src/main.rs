@@ -4,6 +4,7 @@
 //!   and the gateway with `examples/quickstart/gatehouse.toml`, prints curl lines.
 //! - `cargo xtask test`: builds the plugins and runs the whole test suite.
 //! - `cargo xtask plugins`: builds every wasm crate into `target/plugins/`.
+//! - `cargo xtask lint`: clippy with `-D warnings`, native and wasm crates.
 //!
 //! The wasm32-wasip2 crates are built by a separate `cargo` run before the
 //! tests (never from a build script, which would deadlock on cargo's lock).
@@ -16,7 +17,13 @@ use std::time::{Duration, Instant};
 
 /// Every crate that builds to a plugin component, by package name: the
 /// file is `target/plugins/NAME.wasm`.
-const WASM_PACKAGES: &[&str] = &["add-header", "testkit", "tenant-guard", "not-a-plugin"];
+const WASM_PACKAGES: &[&str] = &[
+    "add-header",
+    "api-key",
+    "testkit",
+    "tenant-guard",
+    "not-a-plugin",
+];
 const TARGET: &str = "wasm32-wasip2";
 
 type Result<T = ()> = std::result::Result<T, String>;
@@ -27,7 +34,10 @@ fn main() -> ExitCode {
         Some("plugins") => build_plugins().map(|_| ()),
         Some("test") => test(&args[1..]),
         Some("quickstart") => quickstart(),
-        _ => Err("usage: cargo xtask <quickstart | test [cargo test args…] | plugins>".into()),
+        Some("lint") => lint(),
+        _ => {
+            Err("usage: cargo xtask <quickstart | test [cargo test args…] | plugins | lint>".into())
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -164,6 +174,22 @@ fn count(summary: &str, what: &str) -> u64 {
         })
         .filter_map(|n| n.trim().parse::<u64>().ok())
         .sum()
+}
+
+fn lint() -> Result {
+    ensure_wasm_target()?;
+    let mut native = cargo();
+    native.args(["clippy", "--workspace", "--all-targets"]);
+    for p in WASM_PACKAGES {
+        native.args(["--exclude", p]);
+    }
+    run(native.args(["--", "-D", "warnings"]))?;
+    let mut wasm = cargo();
+    wasm.args(["clippy", "--target", TARGET, "-p", "gatehouse-sdk"]);
+    for p in WASM_PACKAGES {
+        wasm.args(["-p", p]);
+    }
+    run(wasm.args(["--", "-D", "warnings"]))
 }
 
 /// Ends the child processes when the quickstart ends.
