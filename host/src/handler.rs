@@ -60,22 +60,49 @@ impl Gateway {
         // separate); copy the path only when it will be written.
         let path = tracing::enabled!(tracing::Level::DEBUG).then(|| parts.uri.path().to_owned());
         let mut route_name: Option<Arc<str>> = None;
-        let out = match self.router.route(
+        let routed = match self.router.route(
             &parts.method,
             host.as_deref(),
             &parts.headers,
             parts.uri.path(),
         ) {
-            Match::Found { route, params } => {
-                let route = &self.routes[route];
+            Match::Found { route, params } => Ok((
+                route,
+                Routed {
+                    params,
+                    preflight_of: None,
+                },
+            )),
+            Match::MethodNotAllowed { allow } => {
+                // A CORS preflight goes to the route its requested method
+                // would reach, so a cors plugin there can answer it even
+                // though the route's methods omit OPTIONS.
+                let requested = preflight_method(&parts);
+                let found = requested.map(|m| {
+                    self.router
+                        .route(&m, host.as_deref(), &parts.headers, parts.uri.path())
+                });
+                match found {
+                    Some(Match::Found { route, params }) => Ok((
+                        route,
+                        Routed {
+                            params,
+                            preflight_of: Some(allow),
+                        },
+                    )),
+                    _ => Err(GatewayError::MethodNotAllowed { allow }),
+                }
+            }
+            Match::NotFound => Err(GatewayError::NotFound),
+        };
+        let out = match routed {
+            Ok((index, routed)) => {
+                let route = &self.routes[index];
                 route_name = Some(route.name.clone());
-                self.proxy(route, parts, body, client, request_id.clone(), params)
+                self.proxy(route, parts, body, client, request_id.clone(), routed)
                     .await
             }
-            Match::MethodNotAllowed { allow } => {
-                Outgoing::error(&GatewayError::MethodNotAllowed { allow }, &request_id)
-            }
-            Match::NotFound => Outgoing::error(&GatewayError::NotFound, &request_id),
+            Err(e) => Outgoing::error(&e, &request_id),
         };
         let mut resp = out.into_response();
         if let Ok(v) = HeaderValue::from_str(&request_id) {
@@ -101,7 +128,7 @@ impl Gateway {
         body: Incoming,
         client: SocketAddr,
         request_id: Arc<str>,
-        params: Vec<(String, String)>,
+        routed: Routed,
     ) -> Outgoing {
         proxy::strip_hop_by_hop(&mut parts.headers);
         proxy::add_forwarded(&mut parts.headers, client.ip());
@@ -124,7 +151,8 @@ impl Gateway {
             (None, Some(body))
         };
 
-        let bag: HashMap<String, String> = params
+        let bag: HashMap<String, String> = routed
+            .params
             .into_iter()
             .map(|(k, v)| (format!("param.{k}"), v))
             .collect();
@@ -144,10 +172,17 @@ impl Gateway {
         let (mut req, step, ran) = route.chain.on_request(&mut ctx, req).await;
 
         let (out, outcome) = match step {
-            RequestStep::Upstream => {
-                self.forward(route, &mut req, stream.take(), &request_id)
-                    .await
-            }
+            RequestStep::Upstream => match routed.preflight_of {
+                // No plugin answered the preflight: the route does not take OPTIONS.
+                Some(allow) => (
+                    Outgoing::error(&GatewayError::MethodNotAllowed { allow }, &request_id),
+                    Outcome::Gateway,
+                ),
+                None => {
+                    self.forward(route, &mut req, stream.take(), &request_id)
+                        .await
+                }
+            },
             RequestStep::Respond(reply) => match reply_to_response(reply) {
                 Ok(res) => (Outgoing { res, stream: None }, Outcome::Plugin),
                 Err(why) => {
@@ -276,6 +311,26 @@ impl Gateway {
             )
         }
     }
+}
+
+/// What routing found besides the route.
+struct Routed {
+    params: Vec<(String, String)>,
+    /// Set when a CORS preflight was routed by its requested method: the
+    /// methods the path really allows, for the 405 if no plugin answers.
+    preflight_of: Option<Vec<http::Method>>,
+}
+
+/// The requested method of a CORS preflight (`OPTIONS` with `Origin` and
+/// `Access-Control-Request-Method`).
+fn preflight_method(parts: &http::request::Parts) -> Option<http::Method> {
+    if parts.method != http::Method::OPTIONS || !parts.headers.contains_key(http::header::ORIGIN) {
+        return None;
+    }
+    let m = parts
+        .headers
+        .get(http::header::ACCESS_CONTROL_REQUEST_METHOD)?;
+    http::Method::from_bytes(m.as_bytes()).ok()
 }
 
 /// Reads a whole body, refusing one over `max` bytes.

@@ -33,6 +33,7 @@
 
 extern crate self as gatehouse_sdk;
 
+pub mod config;
 mod error;
 mod http;
 pub mod log;

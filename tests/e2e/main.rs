@@ -3,6 +3,7 @@
 
 mod api_key;
 mod config;
+mod cors;
 mod plugins;
 mod proxy;
 mod routing;

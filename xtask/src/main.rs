@@ -20,6 +20,7 @@ use std::time::{Duration, Instant};
 const WASM_PACKAGES: &[&str] = &[
     "add-header",
     "api-key",
+    "cors",
     "testkit",
     "tenant-guard",
     "not-a-plugin",
