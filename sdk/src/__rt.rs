@@ -11,13 +11,13 @@ pub trait Slot: 'static {
     fn with<R>(f: impl FnOnce(&mut Option<Self::Plugin>) -> R) -> R;
 }
 
-fn hooks<P: Plugin>() -> Hooks {
-    let mut h = Hooks::empty();
-    h.set(Hooks::ON_REQUEST, P::ON_REQUEST);
-    h.set(Hooks::ON_RESPONSE, P::ON_RESPONSE);
-    h.set(Hooks::REQUEST_BODY, P::REQUEST_BODY);
-    h.set(Hooks::RESPONSE_BODY, P::RESPONSE_BODY);
-    h
+fn wit_hooks(h: crate::Hooks) -> Hooks {
+    let mut w = Hooks::empty();
+    w.set(Hooks::ON_REQUEST, h.on_request);
+    w.set(Hooks::ON_RESPONSE, h.on_response);
+    w.set(Hooks::REQUEST_BODY, h.request_body);
+    w.set(Hooks::RESPONSE_BODY, h.response_body);
+    w
 }
 
 const NOT_INITIALISED: &str = "plugin called before init";
@@ -45,8 +45,9 @@ impl<S: Slot> Guest for S {
             }
         })?;
         let plugin = S::Plugin::new(typed).map_err(|e| e.to_string())?;
+        let hooks = wit_hooks(plugin.hooks());
         S::with(|slot| *slot = Some(plugin));
-        Ok(hooks::<S::Plugin>())
+        Ok(hooks)
     }
 
     fn on_request(ctx: &'_ wit::Context, req: &'_ wit::Request) -> Result<wit::Action, String> {

@@ -87,6 +87,42 @@ pub mod clock {
     }
 }
 
+/// Which calls an instance wants from the host, and which bodies buffered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Hooks {
+    /// Call [`Plugin::on_request`].
+    pub on_request: bool,
+    /// Call [`Plugin::on_response`].
+    pub on_response: bool,
+    /// Buffer the request body for [`Request::body`].
+    pub request_body: bool,
+    /// Buffer the response body for [`Response::body`].
+    pub response_body: bool,
+}
+
+impl Hooks {
+    /// The hooks a plugin type's constants ask for.
+    ///
+    /// ```
+    /// # use gatehouse_sdk::{Hooks, Plugin, Result};
+    /// struct P;
+    /// impl Plugin for P {
+    ///     type Config = serde_json::Value;
+    ///     const ON_RESPONSE: bool = false;
+    ///     fn new(_: serde_json::Value) -> Result<Self> { Ok(P) }
+    /// }
+    /// assert!(!Hooks::of::<P>().on_response);
+    /// ```
+    pub fn of<P: Plugin>() -> Hooks {
+        Hooks {
+            on_request: P::ON_REQUEST,
+            on_response: P::ON_RESPONSE,
+            request_body: P::REQUEST_BODY,
+            response_body: P::RESPONSE_BODY,
+        }
+    }
+}
+
 /// A Gatehouse plugin.
 ///
 /// Only [`Plugin::new`] is required; both phases default to letting
@@ -109,6 +145,25 @@ pub trait Plugin: Sized + 'static {
 
     /// Builds an instance from its config. An error refuses the config.
     fn new(config: Self::Config) -> Result<Self>;
+
+    /// What the host should do for this instance. By default the constants
+    /// above; override it when the config decides (ask for the response
+    /// body only when a configured rule needs it, say).
+    ///
+    /// ```no_run
+    /// # use gatehouse_sdk::{Hooks, Plugin, Result};
+    /// # struct Transform { json_rules: bool }
+    /// # impl Plugin for Transform {
+    /// #     type Config = serde_json::Value;
+    /// #     fn new(_: serde_json::Value) -> Result<Self> { Ok(Transform { json_rules: false }) }
+    /// fn hooks(&self) -> Hooks {
+    ///     Hooks { response_body: self.json_rules, ..Hooks::of::<Self>() }
+    /// }
+    /// # }
+    /// ```
+    fn hooks(&self) -> Hooks {
+        Hooks::of::<Self>()
+    }
 
     /// The request phase: change the request, or answer it with
     /// [`Action::Respond`]. An error fails the request by the entry's

@@ -8,3 +8,4 @@ mod plugins;
 mod proxy;
 mod routing;
 mod sandbox;
+mod transform;

@@ -137,6 +137,7 @@ async fn echo(
         "x-powered-by",
         "demo-services".parse().expect("static value"),
     );
+    let mut seen: Vec<hyper::header::HeaderName> = Vec::new();
     for wanted in parts
         .headers
         .get_all("x-echo-header")
@@ -150,7 +151,13 @@ async fn echo(
             hyper::header::HeaderName::from_bytes(n.trim().as_bytes()),
             hyper::header::HeaderValue::from_str(v.trim()),
         ) {
-            resp.headers_mut().append(n, v);
+            // The first mention of a name replaces the service's own header.
+            if seen.contains(&n) {
+                resp.headers_mut().append(n, v);
+            } else {
+                seen.push(n.clone());
+                resp.headers_mut().insert(n, v);
+            }
         }
     }
     Ok(resp)

@@ -1,0 +1,221 @@
+//! Rewrites requests on their way upstream and responses on their way back.
+//!
+//! ```toml
+//! [[routes.plugins]]
+//! plugin = "transform"
+//! [routes.plugins.config.request]
+//! set_headers = { "x-internal-request" = "true" }
+//! remove_headers = ["cookie"]
+//! rename_headers = { "x-old" = "x-new" }
+//! rewrite_path = { from = "^/api/v1/(.*)$", to = "/$1" }
+//! add_query = { source = "gateway" }
+//! remove_query = ["debug"]
+//! [routes.plugins.config.response]
+//! set_headers = { "x-served-by" = "gatehouse" }
+//! remove_headers = ["server", "x-powered-by"]
+//! remove_json_fields = ["internal", "meta.secret"]   # dotted paths (through arrays of objects too)
+//! rename_json_fields = { "fullName" = "name" }
+//! keep_json_fields = ["id", "name", "email"]         # allow-list: everything else is dropped
+//! ```
+//!
+//! JSON edits apply only to JSON bodies (a `json` content type that parses);
+//! other bodies pass untouched. The response body is buffered only when a
+//! JSON rule is configured.
+
+mod json;
+
+use gatehouse_sdk::{
+    Action, Context, Error, Hooks, Outcome, Plugin, Request, Response, Result, export,
+};
+use regex::Regex;
+use serde::Deserialize;
+use std::collections::BTreeMap;
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct Config {
+    #[serde(default)]
+    request: RequestRules,
+    #[serde(default)]
+    response: ResponseRules,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RequestRules {
+    #[serde(default)]
+    set_headers: BTreeMap<String, String>,
+    #[serde(default)]
+    remove_headers: Vec<String>,
+    #[serde(default)]
+    rename_headers: BTreeMap<String, String>,
+    rewrite_path: Option<Rewrite>,
+    #[serde(default)]
+    add_query: BTreeMap<String, String>,
+    #[serde(default)]
+    remove_query: Vec<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Rewrite {
+    from: String,
+    to: String,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct ResponseRules {
+    #[serde(default)]
+    set_headers: BTreeMap<String, String>,
+    #[serde(default)]
+    remove_headers: Vec<String>,
+    #[serde(default)]
+    remove_json_fields: Vec<String>,
+    #[serde(default)]
+    rename_json_fields: BTreeMap<String, String>,
+    keep_json_fields: Option<Vec<String>>,
+}
+
+struct Transform {
+    config: Config,
+    rewrite: Option<(Regex, String)>,
+}
+
+impl ResponseRules {
+    fn has_json_rules(&self) -> bool {
+        !self.remove_json_fields.is_empty()
+            || !self.rename_json_fields.is_empty()
+            || self.keep_json_fields.is_some()
+    }
+}
+
+impl Plugin for Transform {
+    type Config = Config;
+
+    fn new(config: Config) -> Result<Self> {
+        let rewrite = match &config.request.rewrite_path {
+            Some(r) => {
+                let re = Regex::new(&r.from)
+                    .map_err(|e| Error::msg(format!("`request.rewrite_path.from`: {e}")))?;
+                if !r.to.starts_with('/') {
+                    return Err(Error::msg("`request.rewrite_path.to` must start with '/'"));
+                }
+                Some((re, r.to.clone()))
+            }
+            None => None,
+        };
+        Ok(Transform { config, rewrite })
+    }
+
+    fn hooks(&self) -> Hooks {
+        let resp = &self.config.response;
+        Hooks {
+            on_response: !resp.set_headers.is_empty()
+                || !resp.remove_headers.is_empty()
+                || resp.has_json_rules(),
+            response_body: resp.has_json_rules(),
+            ..Hooks::of::<Self>()
+        }
+    }
+
+    fn on_request(&mut self, _ctx: &Context, req: &mut Request) -> Result<Action> {
+        let rules = &self.config.request;
+        for name in &rules.remove_headers {
+            req.remove_header(name)?;
+        }
+        for (from, to) in &rules.rename_headers {
+            let values = req.header_all(from);
+            if !values.is_empty() {
+                req.remove_header(from)?;
+                req.remove_header(to)?;
+                for v in values {
+                    req.append_header(to, &v)?;
+                }
+            }
+        }
+        for (name, value) in &rules.set_headers {
+            req.set_header(name, value)?;
+        }
+        if let Some((re, to)) = &self.rewrite {
+            let path = req.path();
+            if re.is_match(&path) {
+                let new = re.replace(&path, to.as_str()).into_owned();
+                req.set_path(&new)?;
+            }
+        }
+        if !rules.add_query.is_empty() || !rules.remove_query.is_empty() {
+            let query = req.query().unwrap_or_default();
+            let mut pairs: Vec<String> = query
+                .split('&')
+                .filter(|p| !p.is_empty())
+                .filter(|p| {
+                    let key = p.split_once('=').map_or(*p, |(k, _)| k);
+                    !rules.remove_query.iter().any(|r| r == key)
+                        && !rules.add_query.contains_key(key)
+                })
+                .map(str::to_owned)
+                .collect();
+            pairs.extend(
+                rules
+                    .add_query
+                    .iter()
+                    .map(|(k, v)| format!("{}={}", encode(k), encode(v))),
+            );
+            let joined = pairs.join("&");
+            req.set_query(Some(joined.as_str()).filter(|q| !q.is_empty()))?;
+        }
+        Ok(Action::Continue)
+    }
+
+    fn on_response(
+        &mut self,
+        _ctx: &Context,
+        _req: &Request,
+        resp: &mut Response,
+        _: Outcome,
+    ) -> Result<()> {
+        let rules = &self.config.response;
+        for name in &rules.remove_headers {
+            resp.remove_header(name)?;
+        }
+        for (name, value) in &rules.set_headers {
+            resp.set_header(name, value)?;
+        }
+        if rules.has_json_rules() {
+            let is_json = resp
+                .header("content-type")
+                .is_some_and(|ct| ct.to_ascii_lowercase().contains("json"));
+            if let (true, Some(body)) = (is_json, resp.body())
+                && let Ok(mut value) = serde_json::from_slice::<serde_json::Value>(&body)
+            {
+                for path in &rules.remove_json_fields {
+                    json::remove(&mut value, path);
+                }
+                for (from, to) in &rules.rename_json_fields {
+                    json::rename(&mut value, from, to);
+                }
+                if let Some(keep) = &rules.keep_json_fields {
+                    json::keep(&mut value, keep);
+                }
+                resp.set_body(serde_json::to_vec(&value)?)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Percent-encodes all but RFC 3986's unreserved characters.
+fn encode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+export!(Transform);
