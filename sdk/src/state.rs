@@ -68,6 +68,29 @@ pub fn set_if_absent(key: &str, value: &[u8], ttl: Option<Duration>) -> bool {
     state::set_if_absent(key, value, ttl.map(millis))
 }
 
+/// Stores `value` only if the current value is `expected` (`None`: absent
+/// or expired); true if stored. Read, compute, swap, and retry on `false`
+/// to make any update atomic across instances.
+///
+/// ```no_run
+/// use gatehouse_sdk::state;
+/// loop {
+///     let old = state::get("hits");
+///     let n = old.as_deref().map_or(0, |b| u64::from_le_bytes(b.try_into().unwrap_or([0; 8])));
+///     if state::compare_and_swap("hits", old.as_deref(), &(n + 1).to_le_bytes(), None) {
+///         break;
+///     }
+/// }
+/// ```
+pub fn compare_and_swap(
+    key: &str,
+    expected: Option<&[u8]>,
+    value: &[u8],
+    ttl: Option<Duration>,
+) -> bool {
+    state::compare_and_swap(key, expected, value, ttl.map(millis))
+}
+
 /// Removes a value.
 ///
 /// ```no_run

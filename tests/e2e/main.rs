@@ -6,6 +6,7 @@ mod config;
 mod cors;
 mod plugins;
 mod proxy;
+mod rate_limit;
 mod routing;
 mod sandbox;
 mod transform;

@@ -21,6 +21,7 @@ const WASM_PACKAGES: &[&str] = &[
     "add-header",
     "api-key",
     "cors",
+    "rate-limit",
     "transform",
     "testkit",
     "tenant-guard",

@@ -308,6 +308,17 @@ impl state::Host for StoreData {
             ttl_ms.map(Duration::from_millis),
         )
     }
+    async fn compare_and_swap(
+        &mut self,
+        key: String,
+        expected: Option<Vec<u8>>,
+        value: Vec<u8>,
+        ttl_ms: Option<u64>,
+    ) -> bool {
+        let ttl = ttl_ms.map(Duration::from_millis);
+        self.state
+            .compare_and_swap(&self.tag.plugin, &key, expected.as_deref(), value, ttl)
+    }
     async fn delete(&mut self, key: String) {
         self.state.delete(&self.tag.plugin, &key);
     }

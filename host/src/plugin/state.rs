@@ -152,6 +152,36 @@ impl SharedState {
         true
     }
 
+    pub fn compare_and_swap(
+        &self,
+        namespace: &str,
+        k: &str,
+        expected: Option<&[u8]>,
+        bytes: Vec<u8>,
+        ttl: Option<Duration>,
+    ) -> bool {
+        let mut maps = self.lock();
+        maps.tick(now_ms());
+        let full = key(namespace, k);
+        let now = Instant::now();
+        let current = maps
+            .values
+            .get(&full)
+            .filter(|v| v.expires.is_none_or(|e| e > now))
+            .map(|v| v.bytes.as_slice());
+        if current != expected {
+            return false;
+        }
+        maps.values.insert(
+            full,
+            Value {
+                bytes,
+                expires: ttl.map(|t| now + t),
+            },
+        );
+        true
+    }
+
     pub fn delete(&self, namespace: &str, k: &str) {
         self.lock().values.remove(&key(namespace, k));
     }
@@ -188,6 +218,22 @@ mod tests {
         );
         let c = s.incr("a", "k", 0, 60_000);
         assert!(c.reset_ms <= 60_000);
+    }
+
+    #[test]
+    fn compare_and_swap_only_replaces_the_expected_value() {
+        let s = SharedState::default();
+        assert!(
+            !s.compare_and_swap("p", "k", Some(b"1"), b"2".to_vec(), None),
+            "absent is not 1"
+        );
+        assert!(s.compare_and_swap("p", "k", None, b"1".to_vec(), None));
+        assert!(
+            !s.compare_and_swap("p", "k", None, b"9".to_vec(), None),
+            "present is not absent"
+        );
+        assert!(s.compare_and_swap("p", "k", Some(b"1"), b"2".to_vec(), None));
+        assert_eq!(s.get("p", "k").as_deref(), Some(&b"2"[..]));
     }
 
     #[test]

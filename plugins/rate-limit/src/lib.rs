@@ -1,0 +1,155 @@
+//! Limits how many requests a key may make in a window. Counting is done in
+//! the host, atomically across every instance and worker, so 300 concurrent
+//! requests against a limit of 100 let exactly 100 through.
+//!
+//! ```toml
+//! [[routes.plugins]]
+//! plugin = "rate-limit"
+//! [routes.plugins.config]
+//! limit = 100
+//! window = "1h"
+//! algorithm = "sliding-window"   # fixed-window | sliding-window | token-bucket
+//! key = "ip"                     # ip | consumer | header:NAME | route | global
+//! ```
+//!
+//! Keys: `ip` is the client's socket address (never a client-sent
+//! `X-Forwarded-For`); `consumer` is what an auth plugin earlier in the chain
+//! named (the client ip when none did); `header:NAME` a request header's value
+//! (the client ip when absent); `route` and `global` one counter for all
+//! callers. Counters belong to the route, so two routes never share one.
+//!
+//! Over the limit: 429 in the gateway's JSON shape with `Retry-After`.
+//! Responses that passed carry `RateLimit-Limit`, `RateLimit-Remaining` and
+//! `RateLimit-Reset` (seconds).
+
+mod algorithm;
+
+use algorithm::{Algorithm, Decision};
+use gatehouse_sdk::config::Duration;
+use gatehouse_sdk::{
+    Action, Context, Error, Outcome, Plugin, Reply, Request, Response, Result, export,
+};
+use serde::Deserialize;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Config {
+    limit: u64,
+    window: Duration,
+    #[serde(default)]
+    algorithm: Algorithm,
+    #[serde(default = "default_key")]
+    key: String,
+}
+
+fn default_key() -> String {
+    "ip".into()
+}
+
+enum Key {
+    Ip,
+    Consumer,
+    Header(String),
+    Route,
+}
+
+struct RateLimit {
+    limit: u64,
+    window_ms: u64,
+    algorithm: Algorithm,
+    key: Key,
+}
+
+/// Where the request phase leaves the headers for the response phase.
+const HEADERS_KEY: &str = "rate-limit.headers";
+
+impl Plugin for RateLimit {
+    type Config = Config;
+
+    fn new(c: Config) -> Result<Self> {
+        if c.limit == 0 {
+            return Err(Error::msg("`limit` must be at least 1"));
+        }
+        let window_ms = u64::try_from(c.window.as_millis()).unwrap_or(u64::MAX);
+        if window_ms == 0 {
+            return Err(Error::msg("`window` must be at least 1ms"));
+        }
+        let key = match c.key.as_str() {
+            "ip" => Key::Ip,
+            "consumer" => Key::Consumer,
+            "route" | "global" => Key::Route,
+            other => match other.strip_prefix("header:") {
+                Some(h) if !h.is_empty() => Key::Header(h.to_ascii_lowercase()),
+                _ => {
+                    return Err(Error::msg(format!(
+                        "`key`: \"{other}\" is not one of ip, consumer, header:NAME, route, global"
+                    )));
+                }
+            },
+        };
+        Ok(RateLimit {
+            limit: c.limit,
+            window_ms,
+            algorithm: c.algorithm,
+            key,
+        })
+    }
+
+    fn on_request(&mut self, ctx: &Context, req: &mut Request) -> Result<Action> {
+        let who = match &self.key {
+            Key::Ip => ctx.client_ip(),
+            Key::Consumer => ctx.get("consumer").map_or_else(
+                || format!("ip:{}", ctx.client_ip()),
+                |c| format!("consumer:{c}"),
+            ),
+            Key::Header(h) => req.header(h).map_or_else(
+                || format!("ip:{}", ctx.client_ip()),
+                |v| format!("header:{v}"),
+            ),
+            Key::Route => String::new(),
+        };
+        let key = format!("{}|{who}", ctx.route());
+        let d = self.algorithm.decide(&key, self.limit, self.window_ms);
+        let headers = [
+            ("ratelimit-limit", self.limit.to_string()),
+            ("ratelimit-remaining", d.remaining.to_string()),
+            ("ratelimit-reset", d.reset_secs.to_string()),
+        ];
+        if !d.allowed {
+            let mut reply = Reply::error(ctx, 429, "rate limit exceeded")
+                .header("retry-after", d.retry_after_secs.to_string());
+            for (n, v) in headers {
+                reply = reply.header(n, v);
+            }
+            return Ok(Action::Respond(reply));
+        }
+        ctx.set(HEADERS_KEY, &encode(&d));
+        Ok(Action::Continue)
+    }
+
+    fn on_response(
+        &mut self,
+        ctx: &Context,
+        _req: &Request,
+        resp: &mut Response,
+        _: Outcome,
+    ) -> Result<()> {
+        if let Some((remaining, reset)) = ctx.get(HEADERS_KEY).as_deref().and_then(decode) {
+            resp.set_header("ratelimit-limit", &self.limit.to_string())?;
+            resp.set_header("ratelimit-remaining", &remaining.to_string())?;
+            resp.set_header("ratelimit-reset", &reset.to_string())?;
+        }
+        Ok(())
+    }
+}
+
+fn encode(d: &Decision) -> String {
+    format!("{} {}", d.remaining, d.reset_secs)
+}
+
+fn decode(s: &str) -> Option<(u64, u64)> {
+    let (a, b) = s.split_once(' ')?;
+    Some((a.parse().ok()?, b.parse().ok()?))
+}
+
+export!(RateLimit);
