@@ -1,0 +1,231 @@
+//! The breaker's state machine, kept in host state and changed only by
+//! compare-and-swap, so concurrent instances agree on every transition.
+
+use gatehouse_sdk::{log, state};
+use std::time::Duration;
+
+pub enum Trip {
+    /// Open after this many failures in a row.
+    Consecutive(u32),
+    /// Open when at least `min_calls` calls in `window` failed at `rate` or more.
+    Rate {
+        rate: f64,
+        min_calls: u32,
+        window: Duration,
+    },
+}
+
+pub struct Breaker {
+    pub trip: Trip,
+    pub open_for_ms: u64,
+    pub half_open: u32,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    Closed {
+        failures: u32,
+    },
+    Open {
+        until_ms: u64,
+    },
+    /// Since `since_ms`, `started` trials let through, `passed` succeeded.
+    HalfOpen {
+        since_ms: u64,
+        started: u32,
+        passed: u32,
+    },
+}
+
+pub enum Admit {
+    Closed,
+    Trial,
+    Refuse { retry_after_ms: u64 },
+}
+
+impl State {
+    fn encode(self) -> Vec<u8> {
+        match self {
+            State::Closed { failures } => format!("closed {failures}"),
+            State::Open { until_ms } => format!("open {until_ms}"),
+            State::HalfOpen {
+                since_ms,
+                started,
+                passed,
+            } => format!("half-open {since_ms} {started} {passed}"),
+        }
+        .into_bytes()
+    }
+
+    fn decode(bytes: Option<&[u8]>) -> State {
+        let text = bytes
+            .and_then(|b| std::str::from_utf8(b).ok())
+            .unwrap_or("");
+        let parts: Vec<u64> = text
+            .split(' ')
+            .skip(1)
+            .filter_map(|n| n.parse().ok())
+            .collect();
+        match (text.split(' ').next(), parts.as_slice()) {
+            (Some("open"), [until]) => State::Open { until_ms: *until },
+            (Some("half-open"), [since, started, passed]) => State::HalfOpen {
+                since_ms: *since,
+                started: *started as u32,
+                passed: *passed as u32,
+            },
+            (Some("closed"), [failures]) => State::Closed {
+                failures: *failures as u32,
+            },
+            _ => State::Closed { failures: 0 },
+        }
+    }
+}
+
+fn key(upstream: &str) -> String {
+    format!("state|{upstream}")
+}
+
+impl Breaker {
+    /// Reads, computes the next state, and swaps it in; retries on a race.
+    fn update<T>(&self, upstream: &str, mut step: impl FnMut(State) -> (Option<State>, T)) -> T {
+        let key = key(upstream);
+        loop {
+            let old = state::get(&key);
+            let current = State::decode(old.as_deref());
+            let (next, out) = step(current);
+            match next {
+                None => return out,
+                Some(next) if next == current => return out,
+                Some(next) => {
+                    if state::compare_and_swap(&key, old.as_deref(), &next.encode(), None) {
+                        if std::mem::discriminant(&next) != std::mem::discriminant(&current) {
+                            log::warn(&format!(
+                                "circuit breaker for upstream \"{upstream}\": {} -> {}",
+                                name(current),
+                                name(next)
+                            ));
+                        }
+                        return out;
+                    }
+                }
+            }
+        }
+    }
+
+    pub fn admit(&self, upstream: &str, now: u64) -> Admit {
+        self.update(upstream, |s| match s {
+            State::Closed { .. } => (None, Admit::Closed),
+            State::Open { until_ms } if now < until_ms => (
+                None,
+                Admit::Refuse {
+                    retry_after_ms: until_ms - now,
+                },
+            ),
+            State::Open { .. } => (
+                Some(State::HalfOpen {
+                    since_ms: now,
+                    started: 1,
+                    passed: 0,
+                }),
+                Admit::Trial,
+            ),
+            // Trials that never reported (their request died) do not hold the
+            // breaker half-open for ever: after open_for, start afresh.
+            State::HalfOpen { since_ms, .. } if now >= since_ms + self.open_for_ms => (
+                Some(State::HalfOpen {
+                    since_ms: now,
+                    started: 1,
+                    passed: 0,
+                }),
+                Admit::Trial,
+            ),
+            State::HalfOpen {
+                since_ms,
+                started,
+                passed,
+            } if started < self.half_open => (
+                Some(State::HalfOpen {
+                    since_ms,
+                    started: started + 1,
+                    passed,
+                }),
+                Admit::Trial,
+            ),
+            State::HalfOpen { since_ms, .. } => (
+                None,
+                Admit::Refuse {
+                    retry_after_ms: (since_ms + self.open_for_ms).saturating_sub(now).max(1),
+                },
+            ),
+        })
+    }
+
+    pub fn record(&self, upstream: &str, trial: bool, failed: bool, now: u64) {
+        let rate_trips = match &self.trip {
+            Trip::Rate {
+                rate,
+                min_calls,
+                window,
+            } if !trial => {
+                let calls = state::incr(&format!("calls|{upstream}"), 1, *window);
+                let failures =
+                    state::incr(&format!("failures|{upstream}"), i64::from(failed), *window);
+                let (calls, failures) =
+                    (calls.current.max(0) as f64, failures.current.max(0) as f64);
+                failed && calls >= f64::from(*min_calls) && failures / calls >= *rate
+            }
+            _ => false,
+        };
+        let open = State::Open {
+            until_ms: now + self.open_for_ms,
+        };
+        self.update(upstream, |s| match s {
+            State::Closed { failures } => {
+                let failures = if failed { failures + 1 } else { 0 };
+                let trips = match self.trip {
+                    Trip::Consecutive(n) => failures >= n,
+                    Trip::Rate { .. } => rate_trips,
+                };
+                (
+                    Some(if trips {
+                        open
+                    } else {
+                        State::Closed { failures }
+                    }),
+                    (),
+                )
+            }
+            State::HalfOpen { .. } if trial && failed => (Some(open), ()),
+            State::HalfOpen {
+                since_ms,
+                started,
+                passed,
+            } if trial => {
+                let passed = passed + 1;
+                if passed >= self.half_open {
+                    (Some(State::Closed { failures: 0 }), ())
+                } else {
+                    (
+                        Some(State::HalfOpen {
+                            since_ms,
+                            started,
+                            passed,
+                        }),
+                        (),
+                    )
+                }
+            }
+            // Calls admitted before the breaker opened finish while it is
+            // open or half-open: they change nothing.
+            _ => (None, ()),
+        });
+    }
+}
+
+fn name(s: State) -> &'static str {
+    match s {
+        State::Closed { .. } => "closed",
+        State::Open { .. } => "open",
+        State::HalfOpen { .. } => "half-open",
+    }
+}
