@@ -2,6 +2,7 @@
 //! upstreams, with real plugin components built from this repository.
 
 mod api_key;
+mod cache;
 mod circuit_breaker;
 mod config;
 mod cors;

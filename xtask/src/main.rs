@@ -20,6 +20,7 @@ use std::time::{Duration, Instant};
 const WASM_PACKAGES: &[&str] = &[
     "add-header",
     "api-key",
+    "cache",
     "circuit-breaker",
     "cors",
     "rate-limit",
