@@ -6,6 +6,7 @@ mod cache;
 mod circuit_breaker;
 mod config;
 mod cors;
+mod jwt_auth;
 mod plugins;
 mod proxy;
 mod rate_limit;

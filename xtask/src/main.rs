@@ -23,6 +23,7 @@ const WASM_PACKAGES: &[&str] = &[
     "cache",
     "circuit-breaker",
     "cors",
+    "jwt-auth",
     "rate-limit",
     "transform",
     "testkit",

@@ -1,0 +1,278 @@
+//! Verifies JSON Web Tokens from `Authorization: Bearer`, forwards claims to
+//! the upstream as headers, names the consumer, and authorises by claim.
+//!
+//! ```toml
+//! [[routes.plugins]]
+//! plugin = "jwt-auth"
+//! [routes.plugins.config]
+//! algorithms = ["HS256"]             # HS256/384/512, RS256/384/512, PS256/384/512, ES256/384, EdDSA
+//! secret = "change-me"               # HS*; or public_keys = ["-----BEGIN PUBLIC KEY-----…"],
+//! # or jwks = { keys = [ … ] }       # an inline JWK set (keys chosen by `kid`)
+//! issuer = "https://auth.example.com"  # checked when set
+//! audience = ["orders"]              # checked when set
+//! leeway = "30s"
+//! forward_claims = { sub = "x-user-id", role = "x-user-role" }  # claim -> upstream header
+//! consumer_claim = "sub"             # names the consumer for later plugins
+//! [routes.plugins.config.require]    # any listed value passes (RBAC)
+//! role = ["admin", "finance"]
+//! ```
+//!
+//! No token, or an `Authorization` that is not `Bearer <token>`: 401 with
+//! `WWW-Authenticate: Bearer`. A token that fails (not a JWT, bad signature,
+//! an algorithm not listed, expired, not yet valid, wrong issuer or
+//! audience, no `exp`): 401 with `error="invalid_token"`. A failed `require`
+//! rule: 403. Headers named in `forward_claims` are removed from what the
+//! client sent before the claims are set, so they cannot be forged.
+//! Verified tokens are remembered (LRU, bounded, never past their `exp`), so a
+//! repeated token skips the signature check.
+
+mod keys;
+
+use gatehouse_sdk::config::Duration;
+use gatehouse_sdk::{Action, Context, Error, Plugin, Reply, Request, Result, export};
+use jsonwebtoken::{Algorithm, Validation};
+use keys::Keys;
+use lru::LruCache;
+use serde::Deserialize;
+use serde_json::{Map, Value};
+use std::collections::BTreeMap;
+use std::num::NonZeroUsize;
+use std::rc::Rc;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Config {
+    #[serde(default = "default_algorithms")]
+    algorithms: Vec<String>,
+    secret: Option<String>,
+    #[serde(default)]
+    public_keys: Vec<String>,
+    jwks: Option<Value>,
+    jwks_url: Option<String>,
+    issuer: Option<String>,
+    #[serde(default)]
+    audience: Vec<String>,
+    leeway: Option<Duration>,
+    #[serde(default)]
+    forward_claims: BTreeMap<String, String>,
+    consumer_claim: Option<String>,
+    #[serde(default)]
+    require: BTreeMap<String, Vec<String>>,
+    #[serde(default = "default_cache_size")]
+    cache_size: usize,
+}
+
+fn default_algorithms() -> Vec<String> {
+    vec!["HS256".into()]
+}
+
+fn default_cache_size() -> usize {
+    1024
+}
+
+struct Verified {
+    claims: Rc<Map<String, Value>>,
+    exp: u64,
+}
+
+struct JwtAuth {
+    algorithms: Vec<Algorithm>,
+    keys: Keys,
+    validation: Validation,
+    forward: Vec<(String, String)>,
+    consumer_claim: Option<String>,
+    require: BTreeMap<String, Vec<String>>,
+    cache: LruCache<String, Verified>,
+}
+
+impl Plugin for JwtAuth {
+    type Config = Config;
+    const ON_RESPONSE: bool = false;
+
+    fn new(c: Config) -> Result<Self> {
+        if c.jwks_url.is_some() {
+            return Err(Error::msg(
+                "`jwks_url` is not available yet (it needs an outbound fetch from the host): give the keys inline with `jwks`",
+            ));
+        }
+        let mut algorithms = Vec::new();
+        for a in &c.algorithms {
+            let alg: Algorithm = a
+                .parse()
+                .map_err(|_| Error::msg(format!("`algorithms`: unknown algorithm \"{a}\"")))?;
+            algorithms.push(alg);
+        }
+        if algorithms.is_empty() {
+            return Err(Error::msg("`algorithms` must list at least one algorithm"));
+        }
+        let keys = Keys::new(
+            &algorithms,
+            c.secret.as_deref(),
+            &c.public_keys,
+            c.jwks.as_ref(),
+        )?;
+        let mut validation = Validation::new(algorithms[0]);
+        validation.algorithms = algorithms.clone();
+        validation.leeway = c.leeway.map_or(0, |d| d.as_secs());
+        validation.validate_nbf = true;
+        validation.set_required_spec_claims(&["exp"]);
+        if let Some(iss) = &c.issuer {
+            validation.set_issuer(&[iss]);
+        }
+        if c.audience.is_empty() {
+            validation.validate_aud = false;
+        } else {
+            validation.set_audience(&c.audience);
+        }
+        let forward: Vec<(String, String)> = c
+            .forward_claims
+            .into_iter()
+            .map(|(claim, header)| (claim, header.to_ascii_lowercase()))
+            .collect();
+        let size = NonZeroUsize::new(c.cache_size)
+            .ok_or_else(|| Error::msg("`cache_size` must be at least 1"))?;
+        Ok(JwtAuth {
+            algorithms,
+            keys,
+            validation,
+            forward,
+            consumer_claim: c.consumer_claim,
+            require: c.require,
+            cache: LruCache::new(size),
+        })
+    }
+
+    fn on_request(&mut self, ctx: &Context, req: &mut Request) -> Result<Action> {
+        // Whatever happens next, the client's own copies of claim headers go.
+        for (_, header) in &self.forward {
+            req.remove_header(header)?;
+        }
+        let auth = req.header("authorization").unwrap_or_default();
+        let token = match auth.split_once(' ') {
+            Some((scheme, t)) if scheme.eq_ignore_ascii_case("bearer") && !t.trim().is_empty() => {
+                t.trim().to_owned()
+            }
+            _ => {
+                return Ok(Action::Respond(unauthorized(
+                    ctx,
+                    "missing bearer token",
+                    None,
+                )));
+            }
+        };
+        let claims = match self.verify(&token) {
+            Ok(c) => c,
+            Err(why) => {
+                return Ok(Action::Respond(unauthorized(
+                    ctx,
+                    &format!("invalid token: {why}"),
+                    Some(&why),
+                )));
+            }
+        };
+        for (claim, allowed) in &self.require {
+            let ok = claim_values(claims.get(claim))
+                .iter()
+                .any(|v| allowed.contains(v));
+            if !ok {
+                return Ok(Action::Respond(Reply::error(
+                    ctx,
+                    403,
+                    &format!("forbidden: claim \"{claim}\" is not one of the allowed values"),
+                )));
+            }
+        }
+        for (claim, header) in &self.forward {
+            let values = claim_values(claims.get(claim));
+            if !values.is_empty() {
+                req.set_header(header, &values.join(","))?;
+            }
+        }
+        if let Some(name) = &self.consumer_claim
+            && let Some(v) = claim_values(claims.get(name)).first()
+        {
+            ctx.set("consumer", v);
+        }
+        Ok(Action::Continue)
+    }
+}
+
+impl JwtAuth {
+    fn verify(&mut self, token: &str) -> std::result::Result<Rc<Map<String, Value>>, String> {
+        let now = gatehouse_sdk::clock::now_ms() / 1000;
+        if let Some(hit) = self.cache.get(token) {
+            if now < hit.exp {
+                return Ok(hit.claims.clone());
+            }
+            self.cache.pop(token);
+        }
+        let header = jsonwebtoken::decode_header(token).map_err(|_| "not a JWT".to_owned())?;
+        if !self.algorithms.contains(&header.alg) {
+            return Err(format!("algorithm {:?} is not accepted", header.alg));
+        }
+        let mut last = "no key for this token".to_owned();
+        for key in self.keys.candidates(header.alg, header.kid.as_deref()) {
+            match jsonwebtoken::decode::<Map<String, Value>>(token, key, &self.validation) {
+                Ok(data) => {
+                    let exp = data.claims.get("exp").and_then(Value::as_u64).unwrap_or(0);
+                    let claims = Rc::new(data.claims);
+                    self.cache.put(
+                        token.to_owned(),
+                        Verified {
+                            claims: claims.clone(),
+                            exp,
+                        },
+                    );
+                    return Ok(claims);
+                }
+                Err(e) => {
+                    last = describe(e.kind());
+                    // Only a signature mismatch is worth trying the next key for.
+                    if !matches!(e.kind(), jsonwebtoken::errors::ErrorKind::InvalidSignature) {
+                        break;
+                    }
+                }
+            }
+        }
+        Err(last)
+    }
+}
+
+fn describe(kind: &jsonwebtoken::errors::ErrorKind) -> String {
+    use jsonwebtoken::errors::ErrorKind as K;
+    match kind {
+        K::InvalidSignature => "bad signature".into(),
+        K::ExpiredSignature => "expired".into(),
+        K::ImmatureSignature => "not yet valid".into(),
+        K::InvalidIssuer => "wrong issuer".into(),
+        K::InvalidAudience => "wrong audience".into(),
+        K::InvalidAlgorithm => "algorithm not accepted for this key".into(),
+        K::MissingRequiredClaim(c) => format!("missing claim {c}"),
+        K::InvalidClaimFormat(c) => format!("claim {c} is malformed"),
+        other => format!("{other:?}").to_ascii_lowercase(),
+    }
+}
+
+/// A claim as strings: a string or number as one value, an array as many.
+fn claim_values(v: Option<&Value>) -> Vec<String> {
+    match v {
+        Some(Value::String(s)) => vec![s.clone()],
+        Some(Value::Number(n)) => vec![n.to_string()],
+        Some(Value::Bool(b)) => vec![b.to_string()],
+        Some(Value::Array(items)) => items.iter().flat_map(|i| claim_values(Some(i))).collect(),
+        _ => Vec::new(),
+    }
+}
+
+fn unauthorized(ctx: &Context, message: &str, invalid: Option<&str>) -> Reply {
+    let challenge = match invalid {
+        None => "Bearer".to_owned(),
+        Some(why) => format!(
+            "Bearer error=\"invalid_token\", error_description=\"{}\"",
+            why.replace('"', "'")
+        ),
+    };
+    Reply::error(ctx, 401, message).header("www-authenticate", challenge)
+}
+
+export!(JwtAuth);
