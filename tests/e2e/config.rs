@@ -92,11 +92,11 @@ fn check_of_a_missing_file_says_so() {
 #[test]
 fn the_issue_config_shape_parses_as_written() {
     let text = std::fs::read_to_string(
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/quickstart/gatehouse.toml"),
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("configs/good/issue-shape.toml"),
     )
     .unwrap();
     let (_dir, parsed) = config(&text);
-    let c = parsed.expect("the quickstart config is valid");
+    let c = parsed.expect("the design's config shape is valid");
     let users = &c.routes[0];
     assert_eq!(users.plugins.len(), 2);
     assert_eq!(users.plugins[1].limits.memory, 16 * 1024 * 1024);

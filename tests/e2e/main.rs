@@ -9,6 +9,7 @@ mod cors;
 mod jwt_auth;
 mod plugins;
 mod proxy;
+mod quickstart;
 mod rate_limit;
 mod routing;
 mod sandbox;

@@ -271,25 +271,45 @@ fn quickstart() -> Result {
         });
     }
     wait_for_port("127.0.0.1:8080", "gatehouse", Duration::from_secs(30))?;
+    let user = "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiJhbGljZSIsInJvbGUiOiJ1c2VyIiwiaXNzIjoiaHR0cHM6Ly9hdXRoLmdhdGVob3VzZS5leGFtcGxlIiwiZXhwIjo0MTAyNDQ0ODAwfQ.rF7a7xnCYJkFG0vOgyx4OrLZvO4-YjhTvaO-1KnM6sM";
+    let finance = "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiJmaW9uYSIsInJvbGUiOiJmaW5hbmNlIiwiaXNzIjoiaHR0cHM6Ly9hdXRoLmdhdGVob3VzZS5leGFtcGxlIiwiZXhwIjo0MTAyNDQ0ODAwfQ.AZIGDmhQ3eDeCWtpMV4r1Nc38fVuIMGvaAHL-UIcu5E";
     println!(
         r#"
 Gatehouse is listening on http://127.0.0.1:8080 in front of user-service (two targets),
-order-service and payment-service. Try, in another terminal:
+order-service and payment-service. Demo tokens (HS256, secret "quickstart-secret"):
 
-  # users: routed with /api/v1 stripped, round-robin over two targets; the add-header
-  # plugin adds x-gateway (see "headers" in the echoed JSON)
-  curl -s http://127.0.0.1:8080/api/v1/users/42
+  USER={user}
+  FINANCE={finance}
 
-  # orders: the tenant-guard plugin answers for the upstream when the tenant is unknown (403)
-  curl -s -i http://127.0.0.1:8080/api/orders/7 -H 'x-tenant: initech'
-  curl -s http://127.0.0.1:8080/api/orders/7 -H 'x-tenant: acme'
+Try, in another terminal (paste the two lines above first):
 
-  # orders v2: chosen by the accept-version header
+  # users: jwt-auth + rate-limit + transform + circuit-breaker. 200, transformed: the
+  # upstream's answer has "served_by" instead of "service", x-served-by is set
+  curl -s -i http://127.0.0.1:8080/api/v1/users/42 -H "authorization: Bearer $USER"
+  # no token: 401 with WWW-Authenticate
+  curl -s -i http://127.0.0.1:8080/api/v1/users/42
+  # 5 requests a minute per user: the 6th is 429 with Retry-After
+  for i in 1 2 3 4 5 6; do curl -s -o /dev/null -w "%{{http_code}} " http://127.0.0.1:8080/api/v1/users/42 -H "authorization: Bearer $USER"; done; echo
+  # three upstream failures open the breaker: then 503 without calling the upstream
+  # (x-echo-status makes the demo service fail; use a fresh minute for the rate limit)
+  for i in 1 2 3 4; do curl -s -o /dev/null -w "%{{http_code}} " http://127.0.0.1:8080/api/v1/users/1 -H "authorization: Bearer $FINANCE" -H "x-echo-status: 500"; done; echo
+
+  # payments: jwt-auth with a role rule: 403 for a user, 200 for finance
+  curl -s -i -X POST http://127.0.0.1:8080/api/payments -H "authorization: Bearer $USER"
+  curl -s -X POST http://127.0.0.1:8080/api/payments -H "authorization: Bearer $FINANCE" -d '{{"amount": 10}}'
+
+  # orders: api-key + cors + cache: 401 without a key; MISS then HIT with one
+  curl -s -i http://127.0.0.1:8080/api/orders/7
+  curl -s -o /dev/null -D - http://127.0.0.1:8080/api/orders/7 -H 'x-api-key: k-demo-123' | grep -i x-cache
+  curl -s -o /dev/null -D - http://127.0.0.1:8080/api/orders/7 -H 'x-api-key: k-demo-123' | grep -i x-cache
+  # a CORS preflight answered by the gateway
+  curl -s -i -X OPTIONS http://127.0.0.1:8080/api/orders/7 -H 'origin: https://app.example.com' -H 'access-control-request-method: POST'
+
+  # orders v2 (by header), tenants only: 403 for an unknown tenant, 200 for acme
+  curl -s -i http://127.0.0.1:8080/api/orders/7 -H 'accept-version: 2' -H 'x-tenant: initech'
   curl -s http://127.0.0.1:8080/api/orders/7 -H 'accept-version: 2' -H 'x-tenant: acme'
 
-  # payments: exact path, POST only (405 with Allow for GET); unknown paths are 404 JSON
-  curl -s -X POST http://127.0.0.1:8080/api/payments -d '{{"amount": 10}}'
-  curl -s -i http://127.0.0.1:8080/api/payments
+  # unknown paths: 404 JSON
   curl -s http://127.0.0.1:8080/nowhere
 
 Validate the config (loads and initialises every plugin):
