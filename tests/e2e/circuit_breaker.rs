@@ -158,18 +158,7 @@ async fn a_bad_breaker_config_is_refused() {
         ),
         ("failure_threshold = 3", "missing field `open_for`"),
     ] {
-        let err = match TestGateway::try_start(&format!(
-            "{SERVER}\n[upstreams.u]\ntargets = [\"127.0.0.1:9\"]\n[[routes]]\nname = \"a\"\npath = \"/*\"\nupstream = \"u\"\n[[routes.plugins]]\nplugin = \"circuit-breaker\"\nconfig = {{ {config} }}\n"
-        ))
-        .await
-        {
-            Err(e) => e,
-            Ok(_) => panic!("{config} was accepted"),
-        };
-        assert!(
-            err.contains("route \"a\", plugin \"circuit-breaker\": init failed: "),
-            "{err}"
-        );
+        let err = refusal("a", "circuit-breaker", &format!("config = {{ {config} }}")).await;
         assert!(err.contains(expected), "{config}: {err}");
     }
 }

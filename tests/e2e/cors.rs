@@ -179,10 +179,12 @@ async fn a_preflight_on_a_route_without_cors_is_405() {
 
 #[tokio::test]
 async fn a_bad_cors_config_is_refused() {
-    let toml = format!(
-        "{SERVER}\n[upstreams.up]\ntargets = [\"127.0.0.1:9\"]\n[[routes]]\nname = \"orders\"\npath = \"/*\"\nupstream = \"up\"\n[[routes.plugins]]\nplugin = \"cors\"\nconfig = {{ origins = [\"app.example.com\"] }}\n"
-    );
-    let err = TestGateway::try_start(&toml).await.err().expect("refused");
+    let err = refusal(
+        "orders",
+        "cors",
+        &format!("config = {{ origins = [\"app.example.com\"] }}"),
+    )
+    .await;
     assert!(
         err.contains("route \"orders\", plugin \"cors\": init failed: `origins`: \"app.example.com\" is not \"*\" or scheme://host[:port]"),
         "{err}"

@@ -168,14 +168,7 @@ async fn an_invalid_rate_limit_config_is_refused() {
             "invalid config at `algorithm`: unknown variant `leaky`",
         ),
     ] {
-        let toml = format!(
-            "{SERVER}\n[upstreams.up]\ntargets = [\"127.0.0.1:9\"]\n[[routes]]\nname = \"api\"\npath = \"/*\"\nupstream = \"up\"\n[[routes.plugins]]\nplugin = \"rate-limit\"\nconfig = {{ {config} }}\n"
-        );
-        let err = TestGateway::try_start(&toml).await.err().expect("refused");
-        assert!(
-            err.contains("route \"api\", plugin \"rate-limit\": init failed: "),
-            "{err}"
-        );
+        let err = refusal("api", "rate-limit", &format!("config = {{ {config} }}")).await;
         assert!(err.contains(expected), "{config}: {err}");
     }
 }

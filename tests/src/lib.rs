@@ -205,6 +205,23 @@ impl TestClient {
     }
 }
 
+/// Starts a gateway with one route `route` whose only plugin is `plugin`,
+/// `entry` being the rest of its entry (`config = { … }`, or a
+/// `[routes.plugins.config]` table), expecting the config to be refused.
+/// Returns the errors, checked to name the route and the plugin's `init`.
+pub async fn refusal(route: &str, plugin: &str, entry: &str) -> String {
+    let toml = format!(
+        "{SERVER}\n[upstreams.up]\ntargets = [\"127.0.0.1:9\"]\n[[routes]]\nname = \"{route}\"\npath = \"/*\"\nupstream = \"up\"\n[[routes.plugins]]\nplugin = \"{plugin}\"\n{entry}\n"
+    );
+    let err = match TestGateway::try_start(&toml).await {
+        Err(e) => e,
+        Ok(_) => panic!("accepted: {entry}"),
+    };
+    let named = format!("route \"{route}\", plugin \"{plugin}\": init failed: ");
+    assert!(err.contains(&named), "{err}");
+    err
+}
+
 /// The gateway error body shape, checked.
 pub fn assert_error_body(seen: &Seen, status: u16) {
     assert_eq!(

@@ -6,7 +6,7 @@ use super::exchange::{ContextRes, RequestRes, ResponseRes};
 use super::pool::EntryPool;
 use crate::config::OnError;
 use std::sync::Arc;
-use wasmtime::component::Resource;
+use wasmtime::component::{Resource, ResourceTable};
 
 /// A route's plugin entries, in config order.
 pub struct Chain {
@@ -147,20 +147,16 @@ async fn call_request(
     };
     warm.arm(entry.ticks, &ctx.request_id);
     let table = &mut warm.store.data_mut().table;
-    // Our handles are the only ones we add and are removed after each call;
-    // the table cannot be full here.
-    let c = table
-        .push(std::mem::replace(ctx, ctx.placeholder()))
-        .expect("resource table has room");
-    let r = table.push(req).expect("resource table has room");
+    let c = lend(table, std::mem::replace(ctx, ctx.placeholder()));
+    let r = lend(table, req);
     let (c_b, r_b) = (Resource::new_borrow(c.rep()), Resource::new_borrow(r.rep()));
     let result = warm
         .bindings
         .call_on_request(&mut warm.store, c_b, r_b)
         .await;
     let table = &mut warm.store.data_mut().table;
-    *ctx = table.delete(c).expect("context handle is ours");
-    let req = table.delete(r).expect("request handle is ours");
+    *ctx = take_back(table, c);
+    let req = take_back(table, r);
     match result {
         Ok(answer) => {
             entry.checkin(warm);
@@ -179,6 +175,18 @@ async fn call_request(
     }
 }
 
+/// Puts a value in the instance's table for one call. The host adds at most
+/// three handles per call and removes them after it, so the table has room.
+fn lend<T: Send + 'static>(table: &mut ResourceTable, value: T) -> Resource<T> {
+    table.push(value).expect("resource table has room") // ok: see above
+}
+
+/// Takes back what `lend` put in; the guest only ever borrowed it, so the
+/// handle is still ours whatever the call did (trapped included).
+fn take_back<T: 'static>(table: &mut ResourceTable, handle: Resource<T>) -> T {
+    table.delete(handle).expect("handle lent for this call") // ok: see above
+}
+
 async fn call_response(
     entry: &EntryPool,
     ctx: &mut ContextRes,
@@ -192,13 +200,9 @@ async fn call_response(
     };
     warm.arm(entry.ticks, &ctx.request_id);
     let table = &mut warm.store.data_mut().table;
-    let c = table
-        .push(std::mem::replace(ctx, ctx.placeholder()))
-        .expect("resource table has room");
-    let r = table
-        .push(std::mem::replace(req, RequestRes::placeholder()))
-        .expect("resource table has room");
-    let p = table.push(resp).expect("resource table has room");
+    let c = lend(table, std::mem::replace(ctx, ctx.placeholder()));
+    let r = lend(table, std::mem::replace(req, RequestRes::placeholder()));
+    let p = lend(table, resp);
     let borrows = (
         Resource::new_borrow(c.rep()),
         Resource::new_borrow(r.rep()),
@@ -209,9 +213,9 @@ async fn call_response(
         .call_on_response(&mut warm.store, borrows.0, borrows.1, borrows.2, outcome)
         .await;
     let table = &mut warm.store.data_mut().table;
-    *ctx = table.delete(c).expect("context handle is ours");
-    *req = table.delete(r).expect("request handle is ours");
-    let resp = table.delete(p).expect("response handle is ours");
+    *ctx = take_back(table, c);
+    *req = take_back(table, r);
+    let resp = take_back(table, p);
     match result {
         Ok(answer) => {
             entry.checkin(warm);
