@@ -10,9 +10,10 @@ use std::fmt;
 /// use gatehouse_sdk::config::Duration;
 /// #[derive(serde::Deserialize)]
 /// struct Config { window: Duration }
-/// let c: Config = serde_json::from_str(r#"{"window": "1h"}"#).unwrap();
+/// let c: Config = serde_json::from_str(r#"{"window": "1h"}"#)?;
 /// assert_eq!(c.window.as_secs(), 3600);
 /// assert!(serde_json::from_str::<Config>(r#"{"window": "1 fortnight"}"#).is_err());
+/// # Ok::<(), serde_json::Error>(())
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Duration(pub std::time::Duration);

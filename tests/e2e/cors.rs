@@ -182,7 +182,7 @@ async fn a_bad_cors_config_is_refused() {
     let err = refusal(
         "orders",
         "cors",
-        &format!("config = {{ origins = [\"app.example.com\"] }}"),
+        "config = { origins = [\"app.example.com\"] }",
     )
     .await;
     assert!(

@@ -116,6 +116,11 @@ async fn non_json_bodies_pass_untouched() {
 
 #[tokio::test]
 async fn a_bad_rewrite_is_refused_at_load() {
-    let err = refusal("users", "transform", &format!("[routes.plugins.config.request]\nrewrite_path = {{ from = \"^/(unclosed\", to = \"/x\" }}")).await;
+    let err = refusal(
+        "users",
+        "transform",
+        "[routes.plugins.config.request]\nrewrite_path = { from = \"^/(unclosed\", to = \"/x\" }",
+    )
+    .await;
     assert!(err.contains("route \"users\", plugin \"transform\": init failed: `request.rewrite_path.from`: regex parse error"), "{err}");
 }
