@@ -41,7 +41,7 @@ pub async fn add_header_chain(runtime: &Runtime, n: usize) -> Chain {
         .expect("init");
         entries.push(Arc::new(pool));
     }
-    Chain { entries }
+    Chain::new(entries)
 }
 
 /// A typical request: a dozen headers.

@@ -16,8 +16,6 @@ pub struct RouteRuntime {
     pub upstream: Arc<UpstreamPool>,
     pub strip_prefix: Option<String>,
     pub chain: Chain,
-    /// Whether any entry of the chain has an `on-response` hook.
-    pub has_response_hooks: bool,
 }
 
 pub struct Gateway {
@@ -65,17 +63,12 @@ impl Gateway {
             let Some(upstream) = upstreams.get(route.upstream.as_str()) else {
                 continue;
             };
-            let chain = Chain { entries };
-            let has_response_hooks = chain
-                .entries
-                .iter()
-                .any(|e| e.hooks.contains(crate::plugin::Hooks::ON_RESPONSE));
+            let chain = Chain::new(entries);
             routes.push(RouteRuntime {
                 name,
                 upstream: upstream.clone(),
                 strip_prefix: route.strip_prefix.clone(),
                 chain,
-                has_response_hooks,
             });
         }
         if !errors.is_empty() {

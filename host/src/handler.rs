@@ -247,7 +247,7 @@ impl Gateway {
         };
         // The response phase still reads the request, so keep it when some
         // plugin will; otherwise hand the headers over without a copy.
-        let headers = if route.has_response_hooks {
+        let headers = if route.chain.has_response_hooks() {
             req.parts.headers.clone()
         } else {
             std::mem::take(&mut req.parts.headers)

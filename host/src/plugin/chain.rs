@@ -11,6 +11,8 @@ use wasmtime::component::{Resource, ResourceTable};
 /// A route's plugin entries, in config order.
 pub struct Chain {
     pub entries: Vec<Arc<EntryPool>>,
+    /// Every hook some entry asked for, so the request path need not look.
+    any: Hooks,
 }
 
 /// A plugin failure that stops the request (fail-closed).
@@ -31,16 +33,22 @@ pub enum RequestStep {
 }
 
 impl Chain {
+    pub fn new(entries: Vec<Arc<EntryPool>>) -> Chain {
+        let any = entries.iter().fold(Hooks::empty(), |acc, e| acc | e.hooks);
+        Chain { entries, any }
+    }
+
     pub fn wants_request_body(&self) -> bool {
-        self.entries
-            .iter()
-            .any(|e| e.hooks.contains(Hooks::REQUEST_BODY))
+        self.any.contains(Hooks::REQUEST_BODY)
     }
 
     pub fn wants_response_body(&self) -> bool {
-        self.entries
-            .iter()
-            .any(|e| e.hooks.contains(Hooks::RESPONSE_BODY))
+        self.any.contains(Hooks::RESPONSE_BODY)
+    }
+
+    /// Whether some entry's `on-response` will read the request afterwards.
+    pub fn has_response_hooks(&self) -> bool {
+        self.any.contains(Hooks::ON_RESPONSE)
     }
 
     pub fn is_empty(&self) -> bool {
