@@ -3,12 +3,8 @@
 use gatehouse_tests::*;
 
 async fn with_api_key(config: &str) -> (TestGateway, Echo) {
-    let up = Echo::bind("up", "127.0.0.1:0").await.unwrap();
-    let toml = format!(
+    gateway_to_echo(&format!(
         r#"
-{SERVER}
-[upstreams.up]
-targets = ["{}"]
 [[routes]]
 name = "orders"
 path = "/orders/*"
@@ -20,10 +16,9 @@ plugin = "api-key"
 [[routes.plugins]]
 plugin = "testkit"
 config = {{ mode = "context" }}
-"#,
-        up.addr
-    );
-    (TestGateway::start(&toml).await, up)
+"#
+    ))
+    .await
 }
 
 const KEYS: &str = r#"[routes.plugins.config.keys]

@@ -5,12 +5,10 @@ use gatehouse_tests::*;
 use http::Method;
 
 async fn with_cache(route: &str, before: &str, config: &str) -> (TestGateway, Echo) {
-    let up = Echo::bind("up", "127.0.0.1:0").await.unwrap();
-    let toml = format!(
-        "{SERVER}\n[upstreams.up]\ntargets = [\"{}\"]\n[[routes]]\nname = \"{route}\"\npath = \"/*\"\nupstream = \"up\"\n{before}\n[[routes.plugins]]\nplugin = \"cache\"\nconfig = {{ {config} }}\n",
-        up.addr
-    );
-    (TestGateway::start(&toml).await, up)
+    gateway_to_echo(&format!(
+        "[[routes]]\nname = \"{route}\"\npath = \"/*\"\nupstream = \"up\"\n{before}\n[[routes.plugins]]\nplugin = \"cache\"\nconfig = {{ {config} }}\n"
+    ))
+    .await
 }
 
 #[tokio::test]

@@ -4,12 +4,8 @@ use gatehouse_tests::*;
 use http::Method;
 
 async fn with_cors(config: &str) -> (TestGateway, Echo) {
-    let up = Echo::bind("up", "127.0.0.1:0").await.unwrap();
-    let toml = format!(
+    gateway_to_echo(&format!(
         r#"
-{SERVER}
-[upstreams.up]
-targets = ["{}"]
 [[routes]]
 name = "orders"
 path = "/orders/*"
@@ -25,10 +21,9 @@ name = "plain"
 path = "/plain/*"
 methods = ["GET"]
 upstream = "up"
-"#,
-        up.addr
-    );
-    (TestGateway::start(&toml).await, up)
+"#
+    ))
+    .await
 }
 
 const APP: &str = "https://app.example.com";

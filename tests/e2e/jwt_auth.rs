@@ -45,14 +45,12 @@ fn rs256(claims: Value, key: &str, kid: Option<&str>) -> String {
 /// A route behind jwt-auth with `config`, then a plugin that copies the
 /// context (consumer) into headers for the upstream to echo.
 async fn with_jwt(config: &str) -> (TestGateway, Echo) {
-    let up = Echo::bind("up", "127.0.0.1:0").await.unwrap();
-    let toml = format!(
-        "{SERVER}\n[upstreams.up]\ntargets = [\"{}\"]\n[[routes]]\nname = \"users\"\npath = \"/*\"\nupstream = \"up\"\n\
+    gateway_to_echo(&format!(
+        "[[routes]]\nname = \"users\"\npath = \"/*\"\nupstream = \"up\"\n\
          [[routes.plugins]]\nplugin = \"jwt-auth\"\n[routes.plugins.config]\n{config}\n\
-         [[routes.plugins]]\nplugin = \"testkit\"\nconfig = {{ mode = \"context\" }}\n",
-        up.addr
-    );
-    (TestGateway::start(&toml).await, up)
+         [[routes.plugins]]\nplugin = \"testkit\"\nconfig = {{ mode = \"context\" }}\n"
+    ))
+    .await
 }
 
 const HS: &str = r#"secret = "change-me"

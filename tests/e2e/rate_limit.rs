@@ -6,12 +6,8 @@ use gatehouse_tests::*;
 use std::time::Duration;
 
 async fn with_limit(route: &str, config: &str) -> (TestGateway, Echo) {
-    let up = Echo::bind("up", "127.0.0.1:0").await.unwrap();
-    let toml = format!(
+    gateway_to_echo(&format!(
         r#"
-{SERVER}
-[upstreams.up]
-targets = ["{}"]
 [[routes]]
 name = "{route}"
 path = "/api/*"
@@ -19,10 +15,9 @@ upstream = "up"
 [[routes.plugins]]
 plugin = "rate-limit"
 config = {{ {config} }}
-"#,
-        up.addr
-    );
-    (TestGateway::start(&toml).await, up)
+"#
+    ))
+    .await
 }
 
 #[tokio::test]

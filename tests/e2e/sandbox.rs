@@ -4,13 +4,8 @@ use gatehouse_tests::*;
 use std::time::{Duration, Instant};
 
 async fn two_routes(hostile: &str) -> (TestGateway, Echo) {
-    let up = Echo::bind("up", "127.0.0.1:0").await.unwrap();
-    let toml = format!(
+    gateway_to_echo(&format!(
         r#"
-{SERVER}
-
-[upstreams.up]
-targets = ["{}"]
 
 [[routes]]
 name = "hostile"
@@ -27,10 +22,9 @@ upstream = "up"
 [[routes.plugins]]
 plugin = "add-header"
 config = {{ name = "x-ok", value = "1" }}
-"#,
-        up.addr
-    );
-    (TestGateway::start(&toml).await, up)
+"#
+    ))
+    .await
 }
 
 #[tokio::test]

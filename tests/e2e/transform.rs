@@ -3,12 +3,8 @@
 use gatehouse_tests::*;
 
 async fn with_transform(config: &str) -> (TestGateway, Echo) {
-    let up = Echo::bind("up", "127.0.0.1:0").await.unwrap();
-    let toml = format!(
+    gateway_to_echo(&format!(
         r#"
-{SERVER}
-[upstreams.up]
-targets = ["{}"]
 [[routes]]
 name = "users"
 path = "/api/v1/users/*"
@@ -16,10 +12,9 @@ upstream = "up"
 [[routes.plugins]]
 plugin = "transform"
 {config}
-"#,
-        up.addr
-    );
-    (TestGateway::start(&toml).await, up)
+"#
+    ))
+    .await
 }
 
 const REQUEST_RULES: &str = r#"[routes.plugins.config.request]

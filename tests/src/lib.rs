@@ -107,6 +107,17 @@ impl TestGateway {
     }
 }
 
+/// Starts an echo upstream and a gateway whose config is the test
+/// `[server]`, that upstream as `up`, and `routes` (routes and their chains).
+pub async fn gateway_to_echo(routes: &str) -> (TestGateway, Echo) {
+    let up = Echo::bind("up", "127.0.0.1:0").await.expect("bind echo");
+    let toml = format!(
+        "{SERVER}\n[upstreams.up]\ntargets = [\"{}\"]\n{routes}",
+        up.addr
+    );
+    (TestGateway::start(&toml).await, up)
+}
+
 /// Starts `n` echo upstreams on 127.0.0.1:0.
 pub async fn echoes(name: &str, n: usize) -> Vec<Echo> {
     let mut v = Vec::new();
