@@ -70,3 +70,67 @@ impl<'de> Deserialize<'de> for Duration {
         d.deserialize_str(V)
     }
 }
+
+/// A size written as a number and a unit: `"512KiB"`, `"1MiB"`, `"64KB"`,
+/// `"100B"`. Derefs to the number of bytes.
+///
+/// ```
+/// use gatehouse_sdk::config::Size;
+/// #[derive(serde::Deserialize)]
+/// struct Config { max_body: Size }
+/// let c: Config = serde_json::from_str(r#"{"max_body": "1MiB"}"#)?;
+/// assert_eq!(*c.max_body, 1024 * 1024);
+/// assert!(serde_json::from_str::<Config>(r#"{"max_body": "lots"}"#).is_err());
+/// # Ok::<(), serde_json::Error>(())
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Size(pub usize);
+
+impl std::ops::Deref for Size {
+    type Target = usize;
+    fn deref(&self) -> &usize {
+        &self.0
+    }
+}
+
+impl std::str::FromStr for Size {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Size, String> {
+        let t = s.trim();
+        let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+        let (number, unit) = t.split_at(split);
+        let bad = || {
+            format!(
+                "invalid size \"{s}\": expected a number and a unit (B, KB, MB, KiB, MiB, GiB), e.g. \"1MiB\""
+            )
+        };
+        let n: usize = number.parse().map_err(|_| bad())?;
+        let unit_bytes: usize = match unit.trim() {
+            "B" => 1,
+            "KB" => 1000,
+            "MB" => 1_000_000,
+            "KiB" => 1 << 10,
+            "MiB" => 1 << 20,
+            "GiB" => 1 << 30,
+            _ => return Err(bad()),
+        };
+        Ok(Size(n.saturating_mul(unit_bytes)))
+    }
+}
+
+impl<'de> Deserialize<'de> for Size {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Size, D::Error> {
+        struct V;
+        impl de::Visitor<'_> for V {
+            type Value = Size;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a size such as \"1MiB\"")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Size, E> {
+                v.parse().map_err(E::custom)
+            }
+        }
+        d.deserialize_str(V)
+    }
+}

@@ -124,6 +124,7 @@ impl SharedState {
         );
     }
 
+    /// A compare-and-swap that expects nothing there.
     pub fn set_if_absent(
         &self,
         namespace: &str,
@@ -131,25 +132,7 @@ impl SharedState {
         bytes: Vec<u8>,
         ttl: Option<Duration>,
     ) -> bool {
-        let mut maps = self.lock();
-        maps.tick(now_ms());
-        let full = key(namespace, k);
-        let now = Instant::now();
-        if maps
-            .values
-            .get(&full)
-            .is_some_and(|v| v.expires.is_none_or(|e| e > now))
-        {
-            return false;
-        }
-        maps.values.insert(
-            full,
-            Value {
-                bytes,
-                expires: ttl.map(|t| now + t),
-            },
-        );
-        true
+        self.compare_and_swap(namespace, k, None, bytes, ttl)
     }
 
     pub fn compare_and_swap(

@@ -24,7 +24,7 @@
 
 mod entry;
 
-use gatehouse_sdk::config::Duration;
+use gatehouse_sdk::config::{Duration, Size};
 use gatehouse_sdk::{
     Action, Context, Error, Outcome, Plugin, Request, Response, Result, clock, export, state,
 };
@@ -35,15 +35,15 @@ use serde::Deserialize;
 struct Config {
     ttl: Duration,
     #[serde(default = "default_max_body")]
-    max_body: String,
+    max_body: Size,
     #[serde(default)]
     vary: Vec<String>,
     #[serde(default)]
     per_consumer: bool,
 }
 
-fn default_max_body() -> String {
-    "1MiB".into()
+fn default_max_body() -> Size {
+    Size(1 << 20)
 }
 
 struct Cache {
@@ -66,7 +66,7 @@ impl Plugin for Cache {
         }
         Ok(Cache {
             ttl_ms: c.ttl.as_millis() as u64,
-            max_body: parse_size(&c.max_body)?,
+            max_body: *c.max_body,
             vary: c.vary.iter().map(|h| h.to_ascii_lowercase()).collect(),
             per_consumer: c.per_consumer,
         })
@@ -167,28 +167,6 @@ impl Cache {
         }
         (ttl > 0).then_some(ttl)
     }
-}
-
-fn parse_size(s: &str) -> Result<usize> {
-    let t = s.trim();
-    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
-    let (n, unit) = t.split_at(split);
-    let n: usize = n
-        .parse()
-        .map_err(|_| Error::msg(format!("`max_body`: invalid size \"{s}\"")))?;
-    let mult = match unit.trim() {
-        "B" | "" => 1,
-        "KiB" => 1024,
-        "MiB" => 1024 * 1024,
-        "KB" => 1000,
-        "MB" => 1_000_000,
-        _ => {
-            return Err(Error::msg(format!(
-                "`max_body`: invalid size \"{s}\": expected e.g. \"512KiB\" or \"1MiB\""
-            )));
-        }
-    };
-    Ok(n.saturating_mul(mult))
 }
 
 export!(Cache);
