@@ -34,7 +34,7 @@ pub async fn add_header_chain(runtime: &Runtime, n: usize) -> Chain {
             plugin.clone(),
             &entry,
             Arc::from("bench"),
-            runtime.state.clone(),
+            runtime.services.clone(),
             8,
         )
         .await

@@ -48,7 +48,7 @@ impl Gateway {
                     plugin.clone(),
                     entry,
                     name.clone(),
-                    runtime.state.clone(),
+                    runtime.services.clone(),
                     MAX_IDLE_PER_ENTRY,
                 )
                 .await

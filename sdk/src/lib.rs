@@ -7,7 +7,8 @@
 //! time, so `&mut self` is a per-instance cache. The response phase of a
 //! request may run on another instance than its request phase: hand facts
 //! from one phase to the other with [`Context::set`], not in `self`. State
-//! shared by all instances lives in the host: see [`state`].
+//! shared by all instances lives in the host: see [`state`]. Requests to
+//! other services go through the host too: see [`outbound`].
 //!
 //! ```no_run
 //! use gatehouse_sdk::{export, Action, Context, Plugin, Request, Result};
@@ -37,6 +38,7 @@ pub mod config;
 mod error;
 mod http;
 pub mod log;
+pub mod outbound;
 mod reply;
 pub mod state;
 

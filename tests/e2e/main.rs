@@ -7,6 +7,7 @@ mod circuit_breaker;
 mod config;
 mod cors;
 mod jwt_auth;
+mod outbound;
 mod plugins;
 mod proxy;
 mod quickstart;

@@ -5,10 +5,12 @@
 //! rather than stopping at the first, so `gatehouse check` can list them all.
 
 mod error;
+mod net;
 mod raw;
 mod units;
 
 pub use error::{ConfigError, ConfigErrors, Location};
+pub use net::{AllowedHost, TrustedProxies};
 pub use units::{Duration, Size};
 
 use crate::router::Pattern;
@@ -48,6 +50,8 @@ pub struct Server {
     pub max_header_size: usize,
     /// Most request headers accepted (431 past it).
     pub max_headers: usize,
+    /// Peers whose `X-Forwarded-For` names the client (empty: trust none).
+    pub trusted_proxies: TrustedProxies,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
@@ -105,7 +109,12 @@ pub struct Limits {
     /// Most instances serving at once; further requests wait for one, so a
     /// burst on one route cannot take every instance slot of the gateway.
     pub instances: usize,
+    /// The longest an outbound request may take, connect to last body byte.
+    pub fetch_timeout: std::time::Duration,
 }
+
+/// The longest `limits.fetch_timeout` may be.
+pub const MAX_FETCH_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// The most instances one entry may be allowed.
 pub const MAX_INSTANCES_PER_ENTRY: usize = 1024;
@@ -116,6 +125,7 @@ impl Default for Limits {
             memory: 32 * 1024 * 1024,
             timeout: std::time::Duration::from_millis(50),
             instances: 128,
+            fetch_timeout: std::time::Duration::from_secs(2),
         }
     }
 }
@@ -128,6 +138,8 @@ pub struct PluginEntry {
     pub config_json: String,
     pub on_error: OnError,
     pub limits: Limits,
+    /// Hosts the entry's outbound requests may reach (none: no outbound requests).
+    pub allow_hosts: Vec<AllowedHost>,
     /// Where the entry's `plugin = …` stands, for error messages.
     pub location: Location,
 }
@@ -225,6 +237,15 @@ impl Validator<'_> {
         let base = self.src.file.parent().unwrap_or(Path::new("."));
         let plugins_dir = base.join(raw.plugins_dir.as_deref().unwrap_or("plugins"));
         let max_header_size = raw.max_header_size.map_or(64 * 1024, |s| s.0 as usize);
+        let mut nets = Vec::new();
+        for p in raw.trusted_proxies.unwrap_or_default() {
+            match TrustedProxies::parse_one(p.get_ref()) {
+                Ok(n) => nets.push(n),
+                Err(msg) => {
+                    self.err::<()>(p.span(), format!("server.trusted_proxies: {msg}"));
+                }
+            }
+        }
         Some(Server {
             listen: listen?,
             plugins_dir,
@@ -235,6 +256,7 @@ impl Validator<'_> {
                 .map_or(std::time::Duration::from_secs(10), |d| d.0),
             max_header_size: max_header_size.max(8192),
             max_headers: raw.max_headers.unwrap_or(100),
+            trusted_proxies: TrustedProxies::new(nets),
         })
     }
 
@@ -419,6 +441,29 @@ impl Validator<'_> {
                 }
                 limits.instances = *n.get_ref();
             }
+            if let Some(t) = l.fetch_timeout {
+                let d = t.get_ref().0;
+                if d.is_zero() || d > MAX_FETCH_TIMEOUT {
+                    let msg = format!(
+                        "route \"{route}\", plugin \"{plugin}\": fetch_timeout {} is out of range: expected more than 0 and at most 60s",
+                        t.get_ref()
+                    );
+                    return self.err(t.span(), msg);
+                }
+                limits.fetch_timeout = d;
+            }
+        }
+        let mut allow_hosts = Vec::new();
+        for h in e.allow_hosts.unwrap_or_default() {
+            match AllowedHost::parse(h.get_ref()) {
+                Ok(a) => allow_hosts.push(a),
+                Err(msg) => {
+                    return self.err(
+                        h.span(),
+                        format!("route \"{route}\", plugin \"{plugin}\": {msg}"),
+                    );
+                }
+            }
         }
         let config_json = match e.config {
             None => "{}".to_owned(),
@@ -432,6 +477,7 @@ impl Validator<'_> {
             config_json,
             on_error: e.on_error.unwrap_or_default(),
             limits,
+            allow_hosts,
             location: self.src.locate(e.plugin.span()),
         })
     }

@@ -27,6 +27,7 @@ pub struct RawServer {
     pub header_read_timeout: Option<Duration>,
     pub max_header_size: Option<Size>,
     pub max_headers: Option<usize>,
+    pub trusted_proxies: Option<Vec<Spanned<String>>>,
 }
 
 #[derive(Deserialize)]
@@ -62,6 +63,7 @@ pub struct RawPluginEntry {
     pub config: Option<Spanned<toml::Table>>,
     pub on_error: Option<OnError>,
     pub limits: Option<RawLimits>,
+    pub allow_hosts: Option<Vec<Spanned<String>>>,
 }
 
 #[derive(Deserialize)]
@@ -70,4 +72,5 @@ pub struct RawLimits {
     pub memory: Option<Spanned<Size>>,
     pub timeout: Option<Spanned<Duration>>,
     pub instances: Option<Spanned<usize>>,
+    pub fetch_timeout: Option<Spanned<Duration>>,
 }

@@ -1,9 +1,11 @@
 //! What a plugin instance's store holds, and the host side of the contract's
 //! imports (`types` resources, `host`, `state`).
 
-use super::bindings::gatehouse::plugin::{host, state, types};
+use super::bindings::gatehouse::plugin::{host, outbound, state, types};
+use super::bindings::{FetchError, FetchRequest, FetchResponse};
 use super::bindings::{Level, WindowCount};
 use super::exchange::{self, ContextRes, Message, RequestRes, ResponseRes};
+use super::outbound::FetchPolicy;
 use super::state::SharedState;
 use std::sync::Arc;
 use std::time::Duration;
@@ -18,6 +20,13 @@ pub struct EntryTag {
     pub plugin: Arc<str>,
 }
 
+/// What the host offers every instance: shared state and outbound HTTP.
+#[derive(Default)]
+pub struct Services {
+    pub state: SharedState,
+    pub outbound: super::outbound::Outbound,
+}
+
 /// Per-instance store data.
 pub struct StoreData {
     pub table: ResourceTable,
@@ -26,11 +35,20 @@ pub struct StoreData {
     pub tag: Arc<EntryTag>,
     /// The request being served, for log lines ("" during `init`).
     pub request_id: Arc<str>,
-    state: Arc<SharedState>,
+    services: Arc<Services>,
+    fetch: Arc<FetchPolicy>,
+    /// Time the current call spent waiting on host I/O (outbound requests):
+    /// given back to its CPU deadline, which is for the plugin's own work.
+    pub io_wait: Duration,
 }
 
 impl StoreData {
-    pub fn new(tag: Arc<EntryTag>, state: Arc<SharedState>, memory: u64) -> StoreData {
+    pub fn new(
+        tag: Arc<EntryTag>,
+        services: Arc<Services>,
+        fetch: Arc<FetchPolicy>,
+        memory: u64,
+    ) -> StoreData {
         // WASI grants nothing: no preopened dirs, env, args, stdio or network.
         // It is linked only because every toolchain's standard library imports it.
         let wasi = WasiCtx::builder()
@@ -47,7 +65,9 @@ impl StoreData {
             },
             tag,
             request_id: Arc::from(""),
-            state,
+            services,
+            fetch,
+            io_wait: Duration::ZERO,
         }
     }
 }
@@ -282,7 +302,10 @@ impl host::Host for StoreData {
 
 impl state::Host for StoreData {
     async fn incr(&mut self, key: String, delta: i64, window_ms: u64) -> WindowCount {
-        let c = self.state.incr(&self.tag.plugin, &key, delta, window_ms);
+        let c = self
+            .services
+            .state
+            .incr(&self.tag.plugin, &key, delta, window_ms);
         WindowCount {
             current: c.current,
             previous: c.previous,
@@ -290,10 +313,10 @@ impl state::Host for StoreData {
         }
     }
     async fn get(&mut self, key: String) -> Option<Vec<u8>> {
-        self.state.get(&self.tag.plugin, &key)
+        self.services.state.get(&self.tag.plugin, &key)
     }
     async fn set(&mut self, key: String, value: Vec<u8>, ttl_ms: Option<u64>) {
-        self.state.set(
+        self.services.state.set(
             &self.tag.plugin,
             &key,
             value,
@@ -301,7 +324,7 @@ impl state::Host for StoreData {
         );
     }
     async fn set_if_absent(&mut self, key: String, value: Vec<u8>, ttl_ms: Option<u64>) -> bool {
-        self.state.set_if_absent(
+        self.services.state.set_if_absent(
             &self.tag.plugin,
             &key,
             value,
@@ -316,10 +339,27 @@ impl state::Host for StoreData {
         ttl_ms: Option<u64>,
     ) -> bool {
         let ttl = ttl_ms.map(Duration::from_millis);
-        self.state
-            .compare_and_swap(&self.tag.plugin, &key, expected.as_deref(), value, ttl)
+        self.services.state.compare_and_swap(
+            &self.tag.plugin,
+            &key,
+            expected.as_deref(),
+            value,
+            ttl,
+        )
     }
     async fn delete(&mut self, key: String) {
-        self.state.delete(&self.tag.plugin, &key);
+        self.services.state.delete(&self.tag.plugin, &key);
+    }
+}
+
+impl outbound::Host for StoreData {
+    async fn fetch(&mut self, request: FetchRequest) -> Result<FetchResponse, FetchError> {
+        let started = std::time::Instant::now();
+        let result = self.services.outbound.fetch(&self.fetch, request).await;
+        self.io_wait += started.elapsed();
+        if let Err(e) = &result {
+            tracing::debug!(target: "gatehouse::plugin", route = &*self.tag.route, plugin = &*self.tag.plugin, request_id = &*self.request_id, "outbound request failed: {e:?}");
+        }
+        result
     }
 }

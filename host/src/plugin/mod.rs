@@ -6,12 +6,15 @@ mod bindings;
 mod chain;
 mod exchange;
 mod host;
+mod outbound;
 mod pool;
 mod state;
 
 pub use bindings::{Hooks, Outcome, Reply};
 pub use chain::{Chain, ChainFailure, RequestStep};
 pub use exchange::{ContextRes, RequestRes, ResponseRes};
+pub use host::Services;
+pub use outbound::MAX_FETCH_BODY;
 pub use pool::EntryPool;
 pub use state::SharedState;
 
@@ -28,7 +31,7 @@ use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConf
 pub const EPOCH_TICK: Duration = Duration::from_millis(1);
 
 /// The contract version this host serves.
-pub const CONTRACT: &str = "gatehouse:plugin@0.1.0";
+pub const CONTRACT: &str = "gatehouse:plugin@0.1.1";
 
 /// Why a plugin could not be loaded or failed a call.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -125,7 +128,8 @@ pub struct LoadedPlugin {
 pub struct Runtime {
     engine: Engine,
     linker: Linker<StoreData>,
-    pub state: Arc<SharedState>,
+    /// Shared state and outbound HTTP, offered to every instance.
+    pub services: Arc<Services>,
     stop_ticker: Arc<AtomicBool>,
 }
 
@@ -165,7 +169,7 @@ impl Runtime {
         Ok(Runtime {
             engine,
             linker,
-            state: Arc::new(SharedState::default()),
+            services: Arc::new(Services::default()),
             stop_ticker,
         })
     }

@@ -4,8 +4,8 @@
 //! cap is retired so a slow leak inside a plugin cannot grow without end.
 
 use super::bindings::{Hooks, Plugin, PluginPre};
-use super::host::{EntryTag, StoreData};
-use super::state::SharedState;
+use super::host::{EntryTag, Services, StoreData};
+use super::outbound::FetchPolicy;
 use super::{EPOCH_TICK, LoadedPlugin, PluginError};
 use crate::config::{Limits, OnError, PluginEntry};
 use std::sync::{Arc, Mutex};
@@ -31,7 +31,9 @@ impl Warm {
     /// Arms the CPU deadline for the next call into the guest.
     pub(super) fn arm(&mut self, ticks: u64, request_id: &Arc<str>) {
         self.store.set_epoch_deadline(ticks);
-        self.store.data_mut().request_id = request_id.clone();
+        let data = self.store.data_mut();
+        data.request_id = request_id.clone();
+        data.io_wait = std::time::Duration::ZERO;
         self.uses += 1;
     }
 }
@@ -46,7 +48,8 @@ pub struct EntryPool {
     limits: Limits,
     /// The deadline in epoch ticks.
     pub(super) ticks: u64,
-    state: Arc<SharedState>,
+    services: Arc<Services>,
+    fetch: Arc<FetchPolicy>,
     idle: Mutex<Vec<Warm>>,
     max_idle: usize,
     /// One permit per instance allowed to serve at once.
@@ -60,7 +63,7 @@ impl EntryPool {
         plugin: Arc<LoadedPlugin>,
         entry: &PluginEntry,
         route: Arc<str>,
-        state: Arc<SharedState>,
+        services: Arc<Services>,
         max_idle: usize,
     ) -> Result<EntryPool, PluginError> {
         let tag = Arc::new(EntryTag {
@@ -77,7 +80,11 @@ impl EntryPool {
             config_json: entry.config_json.clone(),
             limits: entry.limits,
             ticks,
-            state,
+            services,
+            fetch: Arc::new(FetchPolicy {
+                allow: entry.allow_hosts.clone(),
+                timeout: entry.limits.fetch_timeout,
+            }),
             idle: Mutex::new(Vec::new()),
             max_idle: max_idle.clamp(1, entry.limits.instances),
             busy: Arc::new(Semaphore::new(entry.limits.instances)),
@@ -89,9 +96,24 @@ impl EntryPool {
     }
 
     async fn instantiate(&self) -> Result<(Warm, Hooks), PluginError> {
-        let data = StoreData::new(self.tag.clone(), self.state.clone(), self.limits.memory);
+        let data = StoreData::new(
+            self.tag.clone(),
+            self.services.clone(),
+            self.fetch.clone(),
+            self.limits.memory,
+        );
         let mut store = Store::new(self.plugin.pre.engine(), data);
         store.limiter(|d| &mut d.limiter);
+        // At the deadline, time the call spent waiting on host I/O is given
+        // back; only the plugin's own running time can exhaust it.
+        store.epoch_deadline_callback(|mut cx| {
+            let waited = std::mem::take(&mut cx.data_mut().io_wait);
+            let ticks = (waited.as_micros() as u64).div_ceil(EPOCH_TICK.as_micros() as u64);
+            if ticks == 0 {
+                return Err(wasmtime::Trap::Interrupt.into());
+            }
+            Ok(wasmtime::UpdateDeadline::Continue(ticks))
+        });
         // Start-up (the component's start function and `init`) may parse a
         // large config or warm a cache: allow it a second at least.
         let init_ticks = self
