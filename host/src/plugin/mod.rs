@@ -30,6 +30,9 @@ use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConf
 /// The resolution of plugin CPU deadlines.
 pub const EPOCH_TICK: Duration = Duration::from_millis(1);
 
+/// Compiled components kept for reuse.
+const COMPILED_CACHE: std::num::NonZeroUsize = std::num::NonZeroUsize::new(64).unwrap();
+
 /// The contract version this host serves.
 pub const CONTRACT: &str = "gatehouse:plugin@0.1.1";
 
@@ -130,6 +133,10 @@ pub struct Runtime {
     linker: Linker<StoreData>,
     /// Shared state and outbound HTTP, offered to every instance.
     pub services: Arc<Services>,
+    /// Components already compiled, by the SHA-256 of their bytes: loading
+    /// the same file again (another gateway, a reload) skips the compiler.
+    /// Bounded, so replaced versions do not pile up.
+    compiled: std::sync::Mutex<lru::LruCache<[u8; 32], Component>>,
     stop_ticker: Arc<AtomicBool>,
 }
 
@@ -170,6 +177,7 @@ impl Runtime {
             engine,
             linker,
             services: Arc::new(Services::default()),
+            compiled: std::sync::Mutex::new(lru::LruCache::new(COMPILED_CACHE)),
             stop_ticker,
         })
     }
@@ -181,7 +189,7 @@ impl Runtime {
             PluginError::Load(format!("cannot read plugin file {}: {e}", path.display()))
         })?;
         check_header(&bytes).map_err(|m| PluginError::Load(format!("{}: {m}", path.display())))?;
-        let component = Component::from_binary(&self.engine, &bytes).map_err(|e| {
+        let component = self.compile(&bytes).map_err(|e| {
             PluginError::Load(format!(
                 "{}: invalid component: {}",
                 path.display(),
@@ -204,6 +212,29 @@ impl Runtime {
             path: path.to_path_buf(),
             pre,
         }))
+    }
+}
+
+impl Runtime {
+    fn compile(&self, bytes: &[u8]) -> wasmtime::Result<Component> {
+        use sha2::Digest;
+        let key: [u8; 32] = sha2::Sha256::digest(bytes).into();
+        let cached = self
+            .compiled
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&key)
+            .cloned();
+        if let Some(c) = cached {
+            return Ok(c);
+        }
+        // Compiled outside the lock: other plugins may compile meanwhile.
+        let component = Component::from_binary(&self.engine, bytes)?;
+        self.compiled
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .put(key, component.clone());
+        Ok(component)
     }
 }
 
