@@ -324,7 +324,7 @@ async fn a_bad_jwt_config_is_refused() {
         ),
         (
             "algorithms = [\"RS256\"]",
-            "a public-key algorithm is listed: set `public_keys` or `jwks`",
+            "a public-key algorithm is listed: set `public_keys`, `jwks` or `jwks_url`",
         ),
         (
             "algorithms = [\"XX999\"]\nsecret = \"s\"",
@@ -335,8 +335,16 @@ async fn a_bad_jwt_config_is_refused() {
             "`public_keys[0]` is not an RSA, EC or Ed25519 public key in PEM",
         ),
         (
-            "jwks_url = \"http://127.0.0.1:9/jwks.json\"",
-            "`jwks_url` is not available yet",
+            "algorithms = [\"RS256\"]\njwks_url = \"http://127.0.0.1:9/jwks.json\"",
+            "`jwks_url` cannot be fetched: 127.0.0.1:9 is not in this plugin entry's allow_hosts (add the key server's host:port there)",
+        ),
+        (
+            "algorithms = [\"RS256\"]\njwks_url = \"file:///etc/keys.json\"",
+            "`jwks_url`: \"file:///etc/keys.json\" is not an http:// or https:// URL",
+        ),
+        (
+            "algorithms = [\"RS256\"]\njwks_url = \"http://127.0.0.1:9/k\"\njwks_refresh = \"1s\"\njwks_cooldown = \"5s\"",
+            "`jwks_cooldown` must be more than 0 and at most `jwks_refresh`",
         ),
         (
             "secret = \"s\"\nleeway = \"soon\"",
@@ -351,4 +359,116 @@ async fn a_bad_jwt_config_is_refused() {
         .await;
         assert!(err.contains(expected), "{config}: {err}");
     }
+}
+
+/// The fixture JWK set with only the keys named.
+fn jwks_with(kids: &[&str]) -> String {
+    let mut set: Value = serde_json::from_str(&key_file("jwks.json")).unwrap();
+    set["keys"]
+        .as_array_mut()
+        .unwrap()
+        .retain(|k| kids.contains(&k["kid"].as_str().unwrap()));
+    set.to_string()
+}
+
+/// A gateway whose jwt-auth fetches its keys from `keys`, refetching at most
+/// every 300 ms.
+async fn with_key_server(keys: std::net::SocketAddr) -> (TestGateway, Echo) {
+    let up = Echo::bind("up", "127.0.0.1:0").await.unwrap();
+    let toml = format!(
+        "{SERVER}\n[upstreams.up]\ntargets = [\"{}\"]\n\
+         [[routes]]\nname = \"remote-keys\"\npath = \"/*\"\nupstream = \"up\"\n\
+         [[routes.plugins]]\nplugin = \"jwt-auth\"\nallow_hosts = [\"{addr}\"]\n\
+         [routes.plugins.config]\nalgorithms = [\"RS256\"]\n\
+         jwks_url = \"http://{addr}/.well-known/jwks.json\"\njwks_cooldown = \"300ms\"\n",
+        up.addr,
+        addr = keys
+    );
+    (TestGateway::start(&toml).await, up)
+}
+
+fn signed_by(kid: &str) -> String {
+    rs256(good_claims(), &format!("{kid}.key.pem"), Some(kid))
+}
+
+async fn wait_out_cooldown() {
+    tokio::time::sleep(std::time::Duration::from_millis(400)).await;
+}
+
+#[tokio::test]
+async fn jwks_url_keys_are_fetched_once_then_refetched_for_a_rotated_kid() {
+    let keys = JsonService::start(&jwks_with(&["rsa-a"])).await;
+    let (gw, up) = with_key_server(keys.addr).await;
+    assert_eq!(keys.hits(), 1, "fetched when the first instance started");
+    for _ in 0..5 {
+        assert_eq!(bearer(&gw, &signed_by("rsa-a"), &[]).await.status, 200);
+    }
+    assert_eq!(keys.hits(), 1, "every instance shares the one fetched set");
+
+    // The issuer rotates to key b (publishing both while tokens signed by a live on).
+    keys.set(&jwks_with(&["rsa-a", "rsa-b"]));
+    wait_out_cooldown().await;
+    assert_eq!(bearer(&gw, &signed_by("rsa-b"), &[]).await.status, 200);
+    assert_eq!(keys.hits(), 2, "an unknown kid refetched the set");
+    assert_eq!(bearer(&gw, &signed_by("rsa-a"), &[]).await.status, 200);
+    assert_eq!(up.requests(), 7);
+}
+
+#[tokio::test]
+async fn a_flood_of_unknown_kids_fetches_at_most_once_per_cooldown() {
+    let keys = JsonService::start(&jwks_with(&["rsa-a"])).await;
+    let (gw, up) = with_key_server(keys.addr).await;
+    wait_out_cooldown().await;
+    // Signed by b, whose key the server does not publish.
+    let unknown = signed_by("rsa-b");
+    for _ in 0..20 {
+        assert_invalid(&gw, &unknown, "no key for this token").await;
+    }
+    assert_eq!(keys.hits(), 2, "one refetch for the whole flood");
+    assert_eq!(up.requests(), 0);
+}
+
+#[tokio::test]
+async fn a_key_server_that_goes_down_keeps_the_known_keys_and_unknown_kids_get_401() {
+    let keys = JsonService::start(&jwks_with(&["rsa-a"])).await;
+    let (gw, _up) = with_key_server(keys.addr).await;
+    drop(keys);
+    wait_out_cooldown().await;
+    for _ in 0..3 {
+        // The refetch for the unknown kid fails: 401, not a gateway error.
+        assert_invalid(&gw, &signed_by("rsa-b"), "no key for this token").await;
+        assert_eq!(bearer(&gw, &signed_by("rsa-a"), &[]).await.status, 200);
+    }
+}
+
+#[tokio::test]
+async fn a_key_server_down_at_start_does_not_stop_the_gateway() {
+    // An address nothing listens on yet.
+    let addr = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let (gw, up) = with_key_server(addr).await;
+    // No keys yet: every token is refused with 401.
+    assert_invalid(&gw, &signed_by("rsa-a"), "no key for this token").await;
+    // The server comes up; the next fetch (after the cooldown) takes its keys.
+    let keys = JsonService::start_on(addr, &jwks_with(&["rsa-a"])).await;
+    wait_out_cooldown().await;
+    assert_eq!(bearer(&gw, &signed_by("rsa-a"), &[]).await.status, 200);
+    assert_eq!(keys.hits(), 1);
+    assert_eq!(up.requests(), 1);
+}
+
+#[tokio::test]
+async fn a_key_server_answering_garbage_keeps_the_known_keys() {
+    let keys = JsonService::start(&jwks_with(&["rsa-a"])).await;
+    let (gw, _up) = with_key_server(keys.addr).await;
+    keys.set("{ \"keys\": [] }");
+    wait_out_cooldown().await;
+    assert_invalid(&gw, &signed_by("rsa-b"), "no key for this token").await;
+    keys.set("<html>maintenance</html>");
+    wait_out_cooldown().await;
+    assert_invalid(&gw, &signed_by("rsa-b"), "no key for this token").await;
+    assert_eq!(keys.hits(), 3);
+    assert_eq!(bearer(&gw, &signed_by("rsa-a"), &[]).await.status, 200);
 }

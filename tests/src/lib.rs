@@ -251,3 +251,71 @@ pub fn assert_error_body(seen: &Seen, status: u16) {
     let id = seen.header("x-request-id").expect("x-request-id on errors");
     assert_eq!(j["request_id"], id);
 }
+
+/// A service answering every request with one JSON document that the test
+/// can change (a key server, say), counting requests, until dropped; its
+/// open connections close with it, as when a real server goes down.
+pub struct JsonService {
+    pub addr: SocketAddr,
+    body: Arc<std::sync::Mutex<String>>,
+    hits: Arc<std::sync::atomic::AtomicUsize>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl JsonService {
+    pub async fn start(body: &str) -> JsonService {
+        JsonService::start_on("127.0.0.1:0".parse().expect("address"), body).await
+    }
+
+    /// On a chosen address (one a gateway already points at, say).
+    pub async fn start_on(addr: SocketAddr, body: &str) -> JsonService {
+        use hyper::service::service_fn;
+        let listener = tokio::net::TcpListener::bind(addr).await.expect("bind");
+        let addr = listener.local_addr().expect("address");
+        let body = Arc::new(std::sync::Mutex::new(body.to_owned()));
+        let hits = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let (b, h) = (body.clone(), hits.clone());
+        let task = tokio::spawn(async move {
+            // Dropping the set (when the task is aborted) aborts every connection.
+            let mut connections = tokio::task::JoinSet::new();
+            while let Ok((stream, _)) = listener.accept().await {
+                let (b, h) = (b.clone(), h.clone());
+                let svc = service_fn(move |_req: hyper::Request<hyper::body::Incoming>| {
+                    h.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    let text = b.lock().expect("body lock").clone();
+                    async move {
+                        hyper::Response::builder()
+                            .header("content-type", "application/json")
+                            .body(Full::new(Bytes::from(text)))
+                    }
+                });
+                connections.spawn(async move {
+                    let io = hyper_util::rt::TokioIo::new(stream);
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(io, svc)
+                        .await;
+                });
+            }
+        });
+        JsonService {
+            addr,
+            body,
+            hits,
+            task,
+        }
+    }
+
+    pub fn set(&self, body: &str) {
+        *self.body.lock().expect("body lock") = body.to_owned();
+    }
+
+    pub fn hits(&self) -> usize {
+        self.hits.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+impl Drop for JsonService {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}

@@ -1,7 +1,7 @@
 //! The keys a token may be checked with, grouped by algorithm family.
 
 use gatehouse_sdk::{Error, Result};
-use jsonwebtoken::jwk::JwkSet;
+use jsonwebtoken::jwk::{Jwk, JwkSet, PublicKeyUse};
 use jsonwebtoken::{Algorithm, DecodingKey};
 
 enum Family {
@@ -21,6 +21,7 @@ fn family(alg: Algorithm) -> Family {
     }
 }
 
+#[derive(Clone)]
 pub struct Keys {
     secret: Option<DecodingKey>,
     /// (family, kid, key): public keys (no kid) and JWKS keys (oct ones too).
@@ -36,12 +37,33 @@ fn tag(f: &Family) -> u8 {
     }
 }
 
+/// Signature keys of a set: `alg` is optional in a JWK, so skip only keys
+/// that name one we cannot do, and encryption keys.
+fn usable(set: &JwkSet) -> impl Iterator<Item = &Jwk> {
+    set.keys.iter().filter(|k| {
+        (k.common.key_algorithm.is_none() || k.is_supported())
+            && !matches!(k.common.public_key_use, Some(PublicKeyUse::Encryption))
+    })
+}
+
+fn jwk_family(jwk: &Jwk) -> Option<Family> {
+    use jsonwebtoken::jwk::AlgorithmParameters as P;
+    match &jwk.algorithm {
+        P::RSA(_) => Some(Family::Rsa),
+        P::EllipticCurve(_) => Some(Family::Ec),
+        P::OctetKeyPair(_) => Some(Family::Ed),
+        P::OctetKey(_) => Some(Family::Hmac),
+        _ => None,
+    }
+}
+
 impl Keys {
     pub fn new(
         algorithms: &[Algorithm],
         secret: Option<&str>,
         pems: &[String],
         jwks: Option<&serde_json::Value>,
+        remote_jwks: bool,
     ) -> Result<Keys> {
         let wants_hmac = algorithms
             .iter()
@@ -73,39 +95,58 @@ impl Keys {
                 })?;
             public.push((tag(&key.0), None, key.1));
         }
+        let mut keys = Keys { secret, public };
         if let Some(v) = jwks {
             let set: JwkSet = serde_json::from_value(v.clone())
                 .map_err(|e| Error::msg(format!("`jwks`: {e}")))?;
-            // `alg` is optional in a JWK; skip only keys that name one we cannot do.
-            for jwk in set
-                .keys
-                .iter()
-                .filter(|k| k.common.key_algorithm.is_none() || k.is_supported())
-            {
-                let key =
-                    DecodingKey::from_jwk(jwk).map_err(|e| Error::msg(format!("`jwks`: {e}")))?;
-                let f = match &jwk.algorithm {
-                    jsonwebtoken::jwk::AlgorithmParameters::RSA(_) => Family::Rsa,
-                    jsonwebtoken::jwk::AlgorithmParameters::EllipticCurve(_) => Family::Ec,
-                    jsonwebtoken::jwk::AlgorithmParameters::OctetKeyPair(_) => Family::Ed,
-                    jsonwebtoken::jwk::AlgorithmParameters::OctetKey(_) => Family::Hmac,
-                    _ => continue,
-                };
-                public.push((tag(&f), jwk.common.key_id.clone(), key));
-            }
+            keys.add_jwks(&set)
+                .map_err(|e| Error::msg(format!("`jwks`: {e}")))?;
         }
         let hmac = tag(&Family::Hmac);
-        if wants_hmac && secret.is_none() && !public.iter().any(|(f, _, _)| *f == hmac) {
+        let has_oct = keys.public.iter().any(|(f, _, _)| *f == hmac);
+        if wants_hmac && keys.secret.is_none() && !has_oct && !remote_jwks {
             return Err(Error::msg(
                 "an HS* algorithm is listed: set `secret` (or oct keys in `jwks`)",
             ));
         }
-        if wants_public && !public.iter().any(|(f, _, _)| *f != hmac) {
+        if wants_public && !keys.public.iter().any(|(f, _, _)| *f != hmac) && !remote_jwks {
             return Err(Error::msg(
-                "a public-key algorithm is listed: set `public_keys` or `jwks`",
+                "a public-key algorithm is listed: set `public_keys`, `jwks` or `jwks_url`",
             ));
         }
-        Ok(Keys { secret, public })
+        Ok(keys)
+    }
+
+    /// These keys plus a JWK set's (a fetched one: keys it cannot use are
+    /// skipped, so one odd key does not lose the whole set).
+    pub fn with_jwks(&self, set: &JwkSet) -> Keys {
+        let mut keys = self.clone();
+        for jwk in usable(set) {
+            if let Ok(key) = DecodingKey::from_jwk(jwk)
+                && let Some(f) = jwk_family(jwk)
+            {
+                keys.public.push((tag(&f), jwk.common.key_id.clone(), key));
+            }
+        }
+        keys
+    }
+
+    /// Adds every usable key of a configured set; a bad one is an error.
+    fn add_jwks(&mut self, set: &JwkSet) -> std::result::Result<(), String> {
+        for jwk in usable(set) {
+            let key = DecodingKey::from_jwk(jwk).map_err(|e| e.to_string())?;
+            if let Some(f) = jwk_family(jwk) {
+                self.public.push((tag(&f), jwk.common.key_id.clone(), key));
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether some key carries this `kid`.
+    pub fn has_kid(&self, kid: &str) -> bool {
+        self.public
+            .iter()
+            .any(|(_, k, _)| k.as_deref() == Some(kid))
     }
 
     /// The keys to try for a token's algorithm and key id, best first.

@@ -8,6 +8,9 @@
 //! algorithms = ["HS256"]             # HS256/384/512, RS256/384/512, PS256/384/512, ES256/384, EdDSA
 //! secret = "change-me"               # HS*; or public_keys = ["-----BEGIN PUBLIC KEY-----…"],
 //! # or jwks = { keys = [ … ] }       # an inline JWK set (keys chosen by `kid`)
+//! # or jwks_url = "http://127.0.0.1:9100/jwks.json"  # fetched through the host
+//! # jwks_refresh = "10m"             # refetch a fetched set this often
+//! # jwks_cooldown = "10s"            # the least time between two fetches
 //! issuer = "https://auth.example.com"  # checked when set
 //! audience = ["orders"]              # checked when set
 //! leeway = "30s"
@@ -25,14 +28,25 @@
 //! client sent before the claims are set, so they cannot be forged.
 //! Verified tokens are remembered (LRU, bounded, never past their `exp`), so a
 //! repeated token skips the signature check.
+//!
+//! A `jwks_url` set is fetched through the host's `outbound` interface, so
+//! the entry must allow its host (`allow_hosts = ["127.0.0.1:9100"]`). One
+//! copy is shared by every instance (in host state): it is fetched when the
+//! first instance starts, again every `jwks_refresh`, and when a token names
+//! a `kid` the set lacks (a key rotation), but never more often than once per
+//! `jwks_cooldown` across all instances, so a flood of unknown `kid`s cannot
+//! hammer the key server. A fetch that fails keeps the keys already known;
+//! tokens whose key is unknown get 401, never 500.
 
 mod keys;
+mod remote;
 
 use gatehouse_sdk::config::Duration;
 use gatehouse_sdk::{Action, Context, Error, Plugin, Reply, Request, Result, export};
 use jsonwebtoken::{Algorithm, Validation};
 use keys::Keys;
 use lru::LruCache;
+use remote::RemoteJwks;
 use serde::Deserialize;
 use serde_json::{Map, Value};
 use std::collections::BTreeMap;
@@ -49,6 +63,8 @@ struct Config {
     public_keys: Vec<String>,
     jwks: Option<Value>,
     jwks_url: Option<String>,
+    jwks_refresh: Option<Duration>,
+    jwks_cooldown: Option<Duration>,
     issuer: Option<String>,
     #[serde(default)]
     audience: Vec<String>,
@@ -77,7 +93,9 @@ struct Verified {
 
 struct JwtAuth {
     algorithms: Vec<Algorithm>,
+    /// The configured keys, plus the fetched set's when there is a `jwks_url`.
     keys: Keys,
+    remote: Option<RemoteJwks>,
     validation: Validation,
     forward: Vec<(String, String)>,
     consumer_claim: Option<String>,
@@ -90,11 +108,6 @@ impl Plugin for JwtAuth {
     const ON_RESPONSE: bool = false;
 
     fn new(c: Config) -> Result<Self> {
-        if c.jwks_url.is_some() {
-            return Err(Error::msg(
-                "`jwks_url` is not available yet (it needs an outbound fetch from the host): give the keys inline with `jwks`",
-            ));
-        }
         let mut algorithms = Vec::new();
         for a in &c.algorithms {
             let alg: Algorithm = a
@@ -110,7 +123,17 @@ impl Plugin for JwtAuth {
             c.secret.as_deref(),
             &c.public_keys,
             c.jwks.as_ref(),
+            c.jwks_url.is_some(),
         )?;
+        let remote = match c.jwks_url {
+            None => None,
+            Some(url) => Some(RemoteJwks::new(
+                url,
+                &keys,
+                c.jwks_refresh.map_or(600_000, |d| d.as_millis() as u64),
+                c.jwks_cooldown.map_or(10_000, |d| d.as_millis() as u64),
+            )?),
+        };
         let mut validation = Validation::new(algorithms[0]);
         validation.algorithms = algorithms.clone();
         validation.leeway = c.leeway.map_or(0, |d| d.as_secs());
@@ -131,15 +154,24 @@ impl Plugin for JwtAuth {
             .collect();
         let size = NonZeroUsize::new(c.cache_size)
             .ok_or_else(|| Error::msg("`cache_size` must be at least 1"))?;
-        Ok(JwtAuth {
+        let mut plugin = JwtAuth {
             algorithms,
             keys,
+            remote,
             validation,
             forward,
             consumer_claim: c.consumer_claim,
             require: c.require,
             cache: LruCache::new(size),
-        })
+        };
+        // Have the shared set ready before the first request (and find out
+        // now if the entry does not allow the key server's host).
+        if let Some(r) = &mut plugin.remote
+            && let Some(keys) = r.sync(false)?
+        {
+            plugin.keys = keys;
+        }
+        Ok(plugin)
     }
 
     fn on_request(&mut self, ctx: &Context, req: &mut Request) -> Result<Action> {
@@ -209,6 +241,17 @@ impl JwtAuth {
         let header = jsonwebtoken::decode_header(token).map_err(|_| "not a JWT".to_owned())?;
         if !self.algorithms.contains(&header.alg) {
             return Err(format!("algorithm {:?} is not accepted", header.alg));
+        }
+        if let Some(r) = &mut self.remote {
+            let kid_unknown = header
+                .kid
+                .as_deref()
+                .is_some_and(|kid| !self.keys.has_kid(kid));
+            // A fetch that was refused by policy was reported at init; here
+            // a failed fetch only means the keys stay as they are.
+            if let Ok(Some(keys)) = r.sync(kid_unknown) {
+                self.keys = keys;
+            }
         }
         let mut last = "no key for this token".to_owned();
         for key in self.keys.candidates(header.alg, header.kid.as_deref()) {
