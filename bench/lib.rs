@@ -28,6 +28,7 @@ pub async fn add_header_chain(runtime: &Runtime, n: usize) -> Chain {
             config_json: format!(r#"{{"name":"x-bench-{i}","value":"1"}}"#),
             on_error: OnError::FailClosed,
             limits: Limits::default(),
+            allow_hosts: Vec::new(),
             location: Default::default(),
         };
         let pool = EntryPool::new(
@@ -72,6 +73,7 @@ pub fn request() -> (ContextRes, RequestRes) {
         upstream: Arc::from("bench"),
         request_id: Arc::from("0123456789abcdef0123456789abcdef"),
         client: "127.0.0.1:40000".parse().expect("addr"),
+        forwarded_client: None,
         bag: HashMap::new(),
     };
     (

@@ -7,12 +7,13 @@ use crate::plugin::{ContextRes, Outcome, Reply, RequestRes, RequestStep, Respons
 use crate::proxy;
 use crate::router::Match;
 use bytes::Bytes;
+use http::HeaderMap;
 use http::header::{HeaderName, HeaderValue};
 use http::{Request, Response, StatusCode, Uri};
 use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 use std::collections::HashMap;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
 static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
@@ -121,6 +122,21 @@ impl Gateway {
         resp
     }
 
+    /// The client a trusted proxy in front names, if the peer is one.
+    fn forwarded_client(&self, peer: SocketAddr, headers: &HeaderMap) -> Option<IpAddr> {
+        let trusted = &self.server.trusted_proxies;
+        if trusted.is_empty() {
+            return None;
+        }
+        let hops: Vec<&str> = headers
+            .get_all("x-forwarded-for")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .collect();
+        trusted.client_ip(peer.ip(), hops.into_iter())
+    }
+
     async fn proxy(
         &self,
         route: &RouteRuntime,
@@ -131,6 +147,7 @@ impl Gateway {
         routed: Routed,
     ) -> Outgoing {
         proxy::strip_hop_by_hop(&mut parts.headers);
+        let forwarded_client = self.forwarded_client(client, &parts.headers);
         proxy::add_forwarded(&mut parts.headers, client.ip());
         if let Ok(v) = HeaderValue::from_str(&request_id) {
             parts.headers.insert(X_REQUEST_ID.clone(), v);
@@ -161,6 +178,7 @@ impl Gateway {
             upstream: route.upstream.name.clone(),
             request_id: request_id.clone(),
             client,
+            forwarded_client,
             bag,
         };
         let req = RequestRes {

@@ -48,7 +48,9 @@ impl<'a> Context<'a> {
         self.0.request_id()
     }
 
-    /// The client's socket address, `ip:port` (the TCP peer).
+    /// The client's socket address, `ip:port` (the TCP peer); behind one of
+    /// the gateway's `server.trusted_proxies`, the client's IP alone, as the
+    /// proxy's `X-Forwarded-For` names it. [`Context::client_ip`] reads both.
     ///
     /// ```no_run
     /// # fn f(ctx: &gatehouse_sdk::Context) {

@@ -15,3 +15,4 @@ mod rate_limit;
 mod routing;
 mod sandbox;
 mod transform;
+mod trusted_proxies;

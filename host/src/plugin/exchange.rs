@@ -15,8 +15,34 @@ pub struct ContextRes {
     pub route: Arc<str>,
     pub upstream: Arc<str>,
     pub request_id: Arc<str>,
+    /// The socket peer.
     pub client: SocketAddr,
+    /// The client named by a trusted proxy's `X-Forwarded-For`, when the
+    /// peer is one (`server.trusted_proxies`).
+    pub forwarded_client: Option<std::net::IpAddr>,
     pub bag: HashMap<String, String>,
+}
+
+impl ContextRes {
+    /// `ip:port` of the peer, or the IP a trusted proxy named (no port).
+    pub fn client_addr(&self) -> String {
+        match self.forwarded_client {
+            Some(ip) => ip.to_string(),
+            None => self.client.to_string(),
+        }
+    }
+
+    /// A stand-in left behind while the real context is lent to an instance.
+    pub fn placeholder(&self) -> ContextRes {
+        ContextRes {
+            route: self.route.clone(),
+            upstream: self.upstream.clone(),
+            request_id: self.request_id.clone(),
+            client: self.client,
+            forwarded_client: self.forwarded_client,
+            bag: HashMap::new(),
+        }
+    }
 }
 
 /// The request on its way upstream.
@@ -176,19 +202,6 @@ pub fn replace_body(h: &mut HeaderMap, slot: &mut Option<Bytes>, body: Vec<u8>) 
     h.remove(http::header::TRANSFER_ENCODING);
     h.insert(http::header::CONTENT_LENGTH, HeaderValue::from(body.len()));
     *slot = Some(Bytes::from(body));
-}
-
-impl ContextRes {
-    /// A stand-in left behind while the real context is lent to an instance.
-    pub fn placeholder(&self) -> ContextRes {
-        ContextRes {
-            route: self.route.clone(),
-            upstream: self.upstream.clone(),
-            request_id: self.request_id.clone(),
-            client: self.client,
-            bag: HashMap::new(),
-        }
-    }
 }
 
 impl RequestRes {

@@ -183,7 +183,7 @@ impl types::HostContext for StoreData {
         Ok(self.table.get(&c)?.request_id.to_string())
     }
     fn client_addr(&mut self, c: Resource<ContextRes>) -> R<String> {
-        Ok(self.table.get(&c)?.client.to_string())
+        Ok(self.table.get(&c)?.client_addr())
     }
     fn get(&mut self, c: Resource<ContextRes>, key: String) -> R<Option<String>> {
         Ok(self.table.get(&c)?.bag.get(&key).cloned())

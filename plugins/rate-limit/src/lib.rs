@@ -12,8 +12,9 @@
 //! key = "ip"                     # ip | consumer | header:NAME | route | global
 //! ```
 //!
-//! Keys: `ip` is the client's socket address (never a client-sent
-//! `X-Forwarded-For`); `consumer` is what an auth plugin earlier in the chain
+//! Keys: `ip` is the client's IP: the socket peer, or, when the peer is one
+//! of the gateway's `server.trusted_proxies`, the client that proxy named in
+//! `X-Forwarded-For` (a client-sent one is never believed otherwise); `consumer` is what an auth plugin earlier in the chain
 //! named (the client ip when none did); `header:NAME` a request header's value
 //! (the client ip when absent); `route` and `global` one counter for all
 //! callers. Counters belong to the route, so two routes never share one.
