@@ -7,6 +7,7 @@ use crate::config::AllowedHost;
 use bytes::Bytes;
 use http::{HeaderName, HeaderValue, Method, Request, Uri};
 use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
+use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder, builderstates::WantsSchemes};
 use hyper_util::client::legacy::{Client, connect::HttpConnector};
 use hyper_util::rt::TokioExecutor;
 use std::time::Duration;
@@ -23,22 +24,44 @@ pub struct FetchPolicy {
 
 /// The client every entry's outbound requests share (its connection pool too).
 pub struct Outbound {
-    client: Client<HttpConnector, Full<Bytes>>,
+    client: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
 }
 
 impl Default for Outbound {
+    /// https trusts the system's CA certificates (or `SSL_CERT_FILE`'s).
     fn default() -> Self {
-        let mut http = HttpConnector::new();
-        http.set_nodelay(true);
-        let client = Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(Duration::from_secs(30))
-            .pool_max_idle_per_host(8)
-            .build(http);
-        Outbound { client }
+        let roots = HttpsConnectorBuilder::new()
+            .with_native_roots()
+            .unwrap_or_else(|e| {
+                tracing::warn!(
+                    "no CA certificates found ({e}): plugins' https requests will fail; install the system's CA bundle or set SSL_CERT_FILE"
+                );
+                HttpsConnectorBuilder::new().with_tls_config(trusting(rustls::RootCertStore::empty()))
+            });
+        Outbound::with_connector(roots)
     }
 }
 
+/// A TLS client config trusting `roots`.
+fn trusting(roots: rustls::RootCertStore) -> rustls::ClientConfig {
+    rustls::ClientConfig::builder()
+        .with_root_certificates(roots)
+        .with_no_client_auth()
+}
+
 impl Outbound {
+    fn with_connector(tls: HttpsConnectorBuilder<WantsSchemes>) -> Outbound {
+        let mut http = HttpConnector::new();
+        http.set_nodelay(true);
+        http.enforce_http(false);
+        let connector = tls.https_or_http().enable_http1().wrap_connector(http);
+        let client = Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(Duration::from_secs(30))
+            .pool_max_idle_per_host(8)
+            .build(connector);
+        Outbound { client }
+    }
+
     pub async fn fetch(
         &self,
         policy: &FetchPolicy,
@@ -93,14 +116,10 @@ fn build(policy: &FetchPolicy, req: FetchRequest) -> Result<Request<Full<Bytes>>
         .map_err(|e| FetchError::Invalid(format!("invalid URL \"{}\": {e}", req.url)))?;
     let default_port = match uri.scheme_str() {
         Some("http") => 80,
-        Some("https") => {
-            return Err(FetchError::Connect(
-                "https is not supported by this gateway build".into(),
-            ));
-        }
+        Some("https") => 443,
         _ => {
             return Err(FetchError::Invalid(format!(
-                "invalid URL \"{}\": expected an absolute http:// URL",
+                "invalid URL \"{}\": expected an absolute http:// or https:// URL",
                 req.url
             )));
         }
@@ -149,4 +168,104 @@ fn error_chain(e: &dyn std::error::Error) -> String {
         source = s.source();
     }
     text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hyper::service::service_fn;
+    use hyper_util::rt::TokioIo;
+    use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
+    use std::sync::Arc;
+
+    /// A CA and an https server on 127.0.0.1 with a certificate it signed;
+    /// the server answers every request with "keys".
+    async fn https_server() -> (rustls::RootCertStore, std::net::SocketAddr) {
+        let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate().unwrap()).unwrap();
+        let key = KeyPair::generate().unwrap();
+        let leaf = CertificateParams::new(vec!["127.0.0.1".to_owned()])
+            .unwrap()
+            .signed_by(&key, &ca)
+            .unwrap();
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(ca.der().clone()).unwrap();
+
+        let server = rustls::ServerConfig::builder()
+            .with_no_client_auth()
+            .with_single_cert(
+                vec![leaf.der().clone()],
+                rustls::pki_types::PrivateKeyDer::try_from(key.serialize_der()).unwrap(),
+            )
+            .unwrap();
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(server));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            while let Ok((tcp, _)) = listener.accept().await {
+                let acceptor = acceptor.clone();
+                tokio::spawn(async move {
+                    let Ok(tls) = acceptor.accept(tcp).await else {
+                        return;
+                    };
+                    let svc = service_fn(|_req| async {
+                        Ok::<_, std::convert::Infallible>(http::Response::new(Full::new(
+                            Bytes::from_static(b"keys"),
+                        )))
+                    });
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(tls), svc)
+                        .await;
+                });
+            }
+        });
+        (roots, addr)
+    }
+
+    fn get(url: String) -> FetchRequest {
+        FetchRequest {
+            method: "GET".into(),
+            url,
+            headers: Vec::new(),
+            body: Vec::new(),
+            timeout_ms: None,
+        }
+    }
+
+    fn policy(addr: std::net::SocketAddr) -> FetchPolicy {
+        FetchPolicy {
+            allow: vec![AllowedHost::parse(&addr.to_string()).unwrap()],
+            timeout: Duration::from_secs(5),
+        }
+    }
+
+    #[tokio::test]
+    async fn https_reaches_a_server_whose_certificate_chains_to_a_trusted_root() {
+        let (roots, addr) = https_server().await;
+        let outbound =
+            Outbound::with_connector(HttpsConnectorBuilder::new().with_tls_config(trusting(roots)));
+        let resp = outbound
+            .fetch(&policy(addr), get(format!("https://{addr}/jwks.json")))
+            .await
+            .unwrap();
+        assert_eq!(resp.status, 200);
+        assert_eq!(resp.body, b"keys");
+    }
+
+    #[tokio::test]
+    async fn https_refuses_a_certificate_from_an_unknown_issuer() {
+        let (_roots, addr) = https_server().await;
+        let outbound = Outbound::with_connector(
+            HttpsConnectorBuilder::new().with_tls_config(trusting(rustls::RootCertStore::empty())),
+        );
+        let err = outbound
+            .fetch(&policy(addr), get(format!("https://{addr}/jwks.json")))
+            .await
+            .unwrap_err();
+        match err {
+            FetchError::Connect(why) => assert!(why.contains("UnknownIssuer"), "{why}"),
+            other => panic!("expected a connect error, got {other:?}"),
+        }
+    }
 }
