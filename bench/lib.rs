@@ -1,7 +1,10 @@
 //! Shared set-up for the micro-benchmarks.
 
+use bytes::Bytes;
 use gatehouse::config::{Limits, OnError, PluginEntry};
-use gatehouse::plugin::{Chain, ContextRes, EntryPool, RequestRes, Runtime};
+use gatehouse::plugin::{
+    Chain, ContextRes, EntryPool, Outcome, RequestRes, RequestStep, ResponseRes, Runtime,
+};
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -18,35 +21,109 @@ pub fn plugins_dir() -> PathBuf {
 
 /// A chain of `n` add-header entries, with the default sandbox limits on.
 pub async fn add_header_chain(runtime: &Runtime, n: usize) -> Chain {
-    let plugin = runtime
-        .load("add-header", &plugins_dir().join("add-header.wasm"))
-        .expect("add-header loads");
-    let mut entries = Vec::new();
-    for i in 0..n {
+    let entries: Vec<(&str, String)> = (0..n)
+        .map(|i| {
+            (
+                "add-header",
+                format!(r#"{{"name":"x-bench-{i}","value":"1"}}"#),
+            )
+        })
+        .collect();
+    chain(runtime, &entries).await
+}
+
+/// The quickstart's users route: jwt-auth (HS256), rate-limit (a limit that
+/// never triggers), transform (headers and response JSON), circuit-breaker.
+pub const USERS_CHAIN: [(&str, &str); 4] = [
+    (
+        "jwt-auth",
+        r#"{"secret":"quickstart-secret","issuer":"https://auth.gatehouse.example","forward_claims":{"sub":"x-user-id","role":"x-user-role"},"consumer_claim":"sub"}"#,
+    ),
+    (
+        "rate-limit",
+        r#"{"limit":1000000000,"window":"1m","key":"consumer"}"#,
+    ),
+    (
+        "transform",
+        r#"{"request":{"set_headers":{"x-internal-request":"true"}},"response":{"set_headers":{"x-served-by":"gatehouse"},"remove_headers":["x-powered-by"],"remove_json_fields":["headers.user-agent","body"],"rename_json_fields":{"service":"served_by"}}}"#,
+    ),
+    (
+        "circuit-breaker",
+        r#"{"failure_threshold":3,"open_for":"15s"}"#,
+    ),
+];
+
+/// The quickstart's demo token (HS256, `quickstart-secret`, expires in 2100).
+pub const TOKEN: &str = "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiJhbGljZSIsInJvbGUiOiJ1c2VyIiwiaXNzIjoiaHR0cHM6Ly9hdXRoLmdhdGVob3VzZS5leGFtcGxlIiwiZXhwIjo0MTAyNDQ0ODAwfQ.rF7a7xnCYJkFG0vOgyx4OrLZvO4-YjhTvaO-1KnM6sM";
+
+/// A chain of (plugin, config JSON) entries with the default sandbox limits.
+pub async fn chain<S: AsRef<str>>(runtime: &Runtime, entries: &[(&str, S)]) -> Chain {
+    let mut pools = Vec::new();
+    for (name, config) in entries {
+        let plugin = runtime
+            .load(name, &plugins_dir().join(format!("{name}.wasm")))
+            .unwrap_or_else(|e| panic!("{name} loads: {e}"));
         let entry = PluginEntry {
-            plugin: "add-header".into(),
-            config_json: format!(r#"{{"name":"x-bench-{i}","value":"1"}}"#),
+            plugin: (*name).into(),
+            config_json: config.as_ref().to_owned(),
             on_error: OnError::FailClosed,
             limits: Limits::default(),
             allow_hosts: Vec::new(),
             location: Default::default(),
         };
         let pool = EntryPool::new(
-            plugin.clone(),
+            plugin,
             &entry,
             Arc::from("bench"),
             runtime.services.clone(),
             8,
         )
         .await
-        .expect("init");
-        entries.push(Arc::new(pool));
+        .unwrap_or_else(|e| panic!("{name} init: {e}"));
+        pools.push(Arc::new(pool));
     }
-    Chain::new(entries)
+    Chain::new(pools)
 }
 
-/// A typical request: a dozen headers.
-pub fn request() -> (ContextRes, RequestRes) {
+/// One request through both phases of `chain`, with an upstream-like JSON
+/// response in between, as the gateway runs it.
+pub async fn exchange(chain: &Chain, token: &str) {
+    let (mut ctx, req) = request(token);
+    let (mut req, step, ran) = chain.on_request(&mut ctx, req).await;
+    assert!(
+        matches!(step, RequestStep::Upstream),
+        "the chain let it through"
+    );
+    let resp = response();
+    let resp = chain
+        .on_response(ran, &mut ctx, &mut req, resp, Outcome::Upstream, |f| {
+            panic!("{}: {}", f.plugin, f.error)
+        })
+        .await;
+    assert_eq!(resp.parts.status, 200);
+}
+
+/// What the echo service answers: a 200 with a small JSON body.
+pub fn response() -> ResponseRes {
+    let body = r#"{"service":"users","method":"GET","path":"/users/42","query":"expand=orders","headers":{"host":"api.example.com","user-agent":"bench/1.0","accept":"application/json","x-user-id":"alice"},"body_length":0,"body":""}"#;
+    let (parts, ()) = http::Response::builder()
+        .status(200)
+        .header("content-type", "application/json")
+        .header("content-length", body.len())
+        .header("x-powered-by", "demo-services")
+        .body(())
+        .expect("valid response")
+        .into_parts();
+    ResponseRes {
+        parts,
+        body: Some(Bytes::from_static(body.as_bytes())),
+        body_visible: false,
+    }
+}
+
+/// A typical request: a dozen headers, `token` as its bearer token.
+pub fn request(token: &str) -> (ContextRes, RequestRes) {
+    let auth = format!("Bearer {token}");
     let mut req = http::Request::builder()
         .method("GET")
         .uri("/api/v1/users/42?expand=orders");
@@ -55,10 +132,7 @@ pub fn request() -> (ContextRes, RequestRes) {
         ("user-agent", "bench/1.0"),
         ("accept", "application/json"),
         ("accept-encoding", "gzip, br"),
-        (
-            "authorization",
-            "Bearer eyJhbGciOiJIUzI1NiJ9.e30.ZRrHA1JJJW8opsbCGfG_HACGpVUMN_a9IV7pAx_Zmeo",
-        ),
+        ("authorization", auth.as_str()),
         ("x-request-id", "0123456789abcdef0123456789abcdef"),
         ("x-forwarded-for", "203.0.113.7"),
         ("cookie", "session=abc; theme=dark"),
