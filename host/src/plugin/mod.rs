@@ -31,7 +31,10 @@ use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConf
 pub const EPOCH_TICK: Duration = Duration::from_millis(1);
 
 /// Compiled components kept for reuse.
-const COMPILED_CACHE: std::num::NonZeroUsize = std::num::NonZeroUsize::new(64).unwrap();
+const COMPILED_CACHE: std::num::NonZeroUsize = match std::num::NonZeroUsize::new(64) {
+    Some(n) => n,
+    None => panic!("the compiled-component cache holds at least one"),
+};
 
 /// The contract version this host serves.
 pub const CONTRACT: &str = "gatehouse:plugin@0.1.1";
