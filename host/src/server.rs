@@ -4,6 +4,7 @@ use crate::gateway::Gateway;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::server::graceful::GracefulShutdown;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use tokio::net::TcpListener;
@@ -18,7 +19,9 @@ pub struct Running {
 }
 
 impl Running {
-    /// Stops accepting; connections already open finish their requests.
+    /// Stops accepting (new connections are refused), lets requests in
+    /// flight finish and closes idle keep-alive connections, waiting at most
+    /// `server.shutdown_timeout`; connections still busy then are dropped.
     pub async fn shutdown(self) {
         let _ = self.stop.send(true);
         let _ = self.task.await;
@@ -40,7 +43,9 @@ pub fn serve(gateway: Arc<Gateway>, listener: TcpListener) -> Running {
         .header_read_timeout(gateway.server.header_read_timeout)
         .max_buf_size(gateway.server.max_header_size)
         .max_headers(gateway.server.max_headers);
+    let grace = gateway.server.shutdown_timeout;
     let task = tokio::spawn(async move {
+        let connections = GracefulShutdown::new();
         loop {
             let (stream, peer) = tokio::select! {
                 r = listener.accept() => match r {
@@ -56,18 +61,33 @@ pub fn serve(gateway: Arc<Gateway>, listener: TcpListener) -> Running {
             };
             let _ = stream.set_nodelay(true);
             let gw = gateway.clone();
-            let conn = http.serve_connection(
+            let conn = connections.watch(http.serve_connection(
                 TokioIo::new(stream),
                 service_fn(move |req| {
                     let gw = gw.clone();
                     async move { Ok::<_, std::convert::Infallible>(gw.handle(req, peer).await) }
                 }),
-            );
+            ));
             tokio::spawn(async move {
                 if let Err(e) = conn.await {
                     tracing::debug!(client = %peer, error = %e, "connection ended with an error");
                 }
             });
+        }
+        // The listener goes now, so new connections are refused at once.
+        drop(listener);
+        let open = connections.count();
+        if open > 0 {
+            tracing::info!(connections = open, "waiting for requests in flight");
+        }
+        if tokio::time::timeout(grace, connections.shutdown())
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                timeout = ?grace,
+                "requests still in flight at the shutdown timeout were cut off"
+            );
         }
     });
     Running { addr, stop, task }

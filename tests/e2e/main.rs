@@ -14,5 +14,6 @@ mod quickstart;
 mod rate_limit;
 mod routing;
 mod sandbox;
+mod shutdown;
 mod transform;
 mod trusted_proxies;

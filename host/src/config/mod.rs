@@ -52,6 +52,8 @@ pub struct Server {
     pub max_headers: usize,
     /// Peers whose `X-Forwarded-For` names the client (empty: trust none).
     pub trusted_proxies: TrustedProxies,
+    /// How long requests in flight may take to finish once shutdown starts.
+    pub shutdown_timeout: std::time::Duration,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
@@ -257,6 +259,9 @@ impl Validator<'_> {
             max_header_size: max_header_size.max(8192),
             max_headers: raw.max_headers.unwrap_or(100),
             trusted_proxies: TrustedProxies::new(nets),
+            shutdown_timeout: raw
+                .shutdown_timeout
+                .map_or(std::time::Duration::from_secs(30), |d| d.0),
         })
     }
 

@@ -28,6 +28,7 @@ pub struct RawServer {
     pub max_header_size: Option<Size>,
     pub max_headers: Option<usize>,
     pub trusted_proxies: Option<Vec<Spanned<String>>>,
+    pub shutdown_timeout: Option<Duration>,
 }
 
 #[derive(Deserialize)]
