@@ -22,6 +22,12 @@ pub struct Gateway {
     pub(crate) router: Router,
     pub(crate) routes: Vec<RouteRuntime>,
     pub(crate) server: Server,
+    /// The config it was built from, for the admin API.
+    pub(crate) config: Config,
+    /// The plugins it loaded, by name.
+    pub(crate) plugins: BTreeMap<String, Arc<LoadedPlugin>>,
+    /// Set when shutdown begins: `/readyz` then says so.
+    pub(crate) draining: std::sync::atomic::AtomicBool,
 }
 
 impl Gateway {
@@ -93,6 +99,9 @@ impl Gateway {
             router,
             routes,
             server: config.server.clone(),
+            config: config.clone(),
+            plugins: plugins.into_iter().collect(),
+            draining: Default::default(),
         })
     }
 

@@ -114,6 +114,9 @@ async fn run(config: &Config) -> anyhow::Result<ExitCode> {
     let running = server::start(gateway)
         .await
         .with_context(|| format!("cannot listen on {}", config.server.listen))?;
+    if let Some(admin) = running.admin_addr {
+        tracing::info!(admin = %admin, "admin API listening");
+    }
     tracing::info!(listen = %running.addr, routes = config.routes.len(), "gatehouse ready");
     shutdown_signal().await;
     tracing::info!("shutting down");

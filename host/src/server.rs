@@ -7,6 +7,7 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -14,8 +15,13 @@ use tokio::task::JoinHandle;
 /// A gateway accepting connections; dropping it does not stop it, `shutdown` does.
 pub struct Running {
     pub addr: SocketAddr,
+    /// The admin API's address, when `server.admin_listen` is set.
+    pub admin_addr: Option<SocketAddr>,
+    gateway: Arc<Gateway>,
     stop: watch::Sender<bool>,
     task: JoinHandle<()>,
+    /// The admin API outlives the drain, so `/readyz` can say it is on.
+    admin: Option<(watch::Sender<bool>, JoinHandle<()>)>,
 }
 
 impl Running {
@@ -23,15 +29,67 @@ impl Running {
     /// flight finish and closes idle keep-alive connections, waiting at most
     /// `server.shutdown_timeout`; connections still busy then are dropped.
     pub async fn shutdown(self) {
+        self.gateway.draining.store(true, Ordering::Relaxed);
         let _ = self.stop.send(true);
         let _ = self.task.await;
+        if let Some((stop, task)) = self.admin {
+            let _ = stop.send(true);
+            let _ = task.await;
+        }
     }
 }
 
-/// Binds the listen address and serves.
+/// Binds the listen address (and the admin API's, when set) and serves.
 pub async fn start(gateway: Arc<Gateway>) -> std::io::Result<Running> {
     let listener = TcpListener::bind(gateway.server.listen).await?;
-    Ok(serve(gateway, listener))
+    let admin = match gateway.server.admin_listen {
+        Some(addr) => Some(
+            TcpListener::bind(addr)
+                .await
+                .map_err(|e| std::io::Error::new(e.kind(), format!("admin_listen {addr}: {e}")))?,
+        ),
+        None => None,
+    };
+    let mut running = serve(gateway.clone(), listener);
+    if let Some(admin) = admin {
+        running.admin_addr = admin.local_addr().ok();
+        let (stop, stopped) = watch::channel(false);
+        running.admin = Some((stop, serve_admin(gateway, admin, stopped)));
+    }
+    Ok(running)
+}
+
+/// The admin API's accept loop, until `stopped`.
+fn serve_admin(
+    gateway: Arc<Gateway>,
+    listener: TcpListener,
+    mut stopped: watch::Receiver<bool>,
+) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        loop {
+            let stream = tokio::select! {
+                r = listener.accept() => match r {
+                    Ok((s, _)) => s,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "admin accept failed");
+                        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+                        continue;
+                    }
+                },
+                _ = stopped.changed() => break,
+            };
+            let gw = gateway.clone();
+            let svc = service_fn(move |req| {
+                let resp = crate::admin::handle(&gw, &req);
+                async move { Ok::<_, std::convert::Infallible>(resp) }
+            });
+            tokio::spawn(async move {
+                let _ = http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), svc)
+                    .await;
+            });
+        }
+    })
 }
 
 /// Serves on a listener that is already bound.
@@ -44,6 +102,7 @@ pub fn serve(gateway: Arc<Gateway>, listener: TcpListener) -> Running {
         .max_buf_size(gateway.server.max_header_size)
         .max_headers(gateway.server.max_headers);
     let grace = gateway.server.shutdown_timeout;
+    let gw_handle = gateway.clone();
     let task = tokio::spawn(async move {
         let connections = GracefulShutdown::new();
         loop {
@@ -90,5 +149,12 @@ pub fn serve(gateway: Arc<Gateway>, listener: TcpListener) -> Running {
             );
         }
     });
-    Running { addr, stop, task }
+    Running {
+        addr,
+        admin_addr: None,
+        gateway: gw_handle,
+        stop,
+        task,
+        admin: None,
+    }
 }

@@ -16,6 +16,13 @@ pub struct Target {
     in_flight: AtomicUsize,
 }
 
+impl Target {
+    /// Requests sent to this target whose response head has not arrived.
+    pub fn in_flight(&self) -> usize {
+        self.in_flight.load(Ordering::Relaxed)
+    }
+}
+
 /// Counts a request against its target while it is in flight.
 pub struct TargetGuard {
     pool: Arc<UpstreamPool>,

@@ -66,6 +66,8 @@ pub fn config(
 /// A running gateway.
 pub struct TestGateway {
     pub addr: SocketAddr,
+    /// The admin API, when the config sets `admin_listen`.
+    pub admin: Option<SocketAddr>,
     running: Option<server::Running>,
     _dir: tempfile::TempDir,
 }
@@ -91,6 +93,7 @@ impl TestGateway {
             .map_err(|e| e.to_string())?;
         Ok(TestGateway {
             addr: running.addr,
+            admin: running.admin_addr,
             running: Some(running),
             _dir: dir,
         })

@@ -54,6 +54,10 @@ pub struct Server {
     pub trusted_proxies: TrustedProxies,
     /// How long requests in flight may take to finish once shutdown starts.
     pub shutdown_timeout: std::time::Duration,
+    /// The admin API's own listener; off when `None`.
+    pub admin_listen: Option<SocketAddr>,
+    /// A bearer token the admin API requires (always, when set).
+    pub admin_token: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
@@ -79,6 +83,8 @@ pub struct Upstream {
 #[derive(Debug, Clone)]
 pub struct Route {
     pub name: String,
+    /// The path as written.
+    pub path: String,
     pub pattern: Pattern,
     /// `None` matches every method.
     pub methods: Option<Vec<Method>>,
@@ -239,6 +245,27 @@ impl Validator<'_> {
         let base = self.src.file.parent().unwrap_or(Path::new("."));
         let plugins_dir = base.join(raw.plugins_dir.as_deref().unwrap_or("plugins"));
         let max_header_size = raw.max_header_size.map_or(64 * 1024, |s| s.0 as usize);
+        let admin_token = raw.admin_token.filter(|t| !t.is_empty());
+        let mut admin_listen = None;
+        if let Some(a) = raw.admin_listen {
+            match a.get_ref().parse::<SocketAddr>() {
+                Ok(addr) if !addr.ip().is_loopback() && admin_token.is_none() => {
+                    let msg = format!(
+                        "admin_listen \"{}\" is not a loopback address: set server.admin_token so the admin API is not open to the network",
+                        a.get_ref()
+                    );
+                    self.err::<()>(a.span(), msg);
+                }
+                Ok(addr) => admin_listen = Some(addr),
+                Err(_) => {
+                    let msg = format!(
+                        "invalid admin_listen address \"{}\": expected ip:port, e.g. \"127.0.0.1:9901\"",
+                        a.get_ref()
+                    );
+                    self.err::<()>(a.span(), msg);
+                }
+            }
+        }
         let mut nets = Vec::new();
         for p in raw.trusted_proxies.unwrap_or_default() {
             match TrustedProxies::parse_one(p.get_ref()) {
@@ -262,6 +289,8 @@ impl Validator<'_> {
             shutdown_timeout: raw
                 .shutdown_timeout
                 .map_or(std::time::Duration::from_secs(30), |d| d.0),
+            admin_listen,
+            admin_token,
         })
     }
 
@@ -392,6 +421,7 @@ impl Validator<'_> {
         }
         Some(Route {
             name,
+            path: r.path.get_ref().clone(),
             pattern: pattern?,
             methods: methods?,
             host: r.host.map(|h| h.to_ascii_lowercase()),

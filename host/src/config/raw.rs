@@ -29,6 +29,8 @@ pub struct RawServer {
     pub max_headers: Option<usize>,
     pub trusted_proxies: Option<Vec<Spanned<String>>>,
     pub shutdown_timeout: Option<Duration>,
+    pub admin_listen: Option<Spanned<String>>,
+    pub admin_token: Option<String>,
 }
 
 #[derive(Deserialize)]

@@ -68,6 +68,7 @@ impl Chain {
             }
             req.body_visible = entry.hooks.contains(Hooks::REQUEST_BODY);
             let (back, result) = call_request(entry, ctx, req).await;
+            entry.stats.record(&result);
             req = back;
             match result {
                 Ok(Action::Continue) => {}
@@ -107,6 +108,7 @@ impl Chain {
             }
             resp.body_visible = entry.hooks.contains(Hooks::RESPONSE_BODY);
             let (back, result) = call_response(entry, ctx, req, resp, outcome).await;
+            entry.stats.record(&result);
             resp = back;
             if let Err(error) = result {
                 log_failure(entry, ctx, &error, "response");

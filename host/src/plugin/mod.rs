@@ -15,7 +15,7 @@ pub use chain::{Chain, ChainFailure, RequestStep};
 pub use exchange::{ContextRes, RequestRes, ResponseRes};
 pub use host::Services;
 pub use outbound::MAX_FETCH_BODY;
-pub use pool::EntryPool;
+pub use pool::{EntryPool, EntryStats, StatsSnapshot};
 pub use state::SharedState;
 
 use bindings::{Plugin, PluginPre};
@@ -127,6 +127,11 @@ fn first_line(e: &wasmtime::Error) -> String {
 pub struct LoadedPlugin {
     pub name: Arc<str>,
     pub path: PathBuf,
+    /// SHA-256 of the file, hex.
+    pub sha256: String,
+    /// The file's size in bytes.
+    pub size: u64,
+    pub loaded_at: std::time::SystemTime,
     pre: PluginPre<StoreData>,
 }
 
@@ -196,7 +201,7 @@ impl Runtime {
             PluginError::Load(format!("cannot read plugin file {}: {e}", path.display()))
         })?;
         check_header(&bytes).map_err(|m| PluginError::Load(format!("{}: {m}", path.display())))?;
-        let component = self.compile(&bytes).map_err(|e| {
+        let (component, digest) = self.compile(&bytes).map_err(|e| {
             PluginError::Load(format!(
                 "{}: invalid component: {}",
                 path.display(),
@@ -217,13 +222,17 @@ impl Runtime {
         Ok(Arc::new(LoadedPlugin {
             name: Arc::from(name),
             path: path.to_path_buf(),
+            sha256: digest.iter().map(|b| format!("{b:02x}")).collect(),
+            size: bytes.len() as u64,
+            loaded_at: std::time::SystemTime::now(),
             pre,
         }))
     }
 }
 
 impl Runtime {
-    fn compile(&self, bytes: &[u8]) -> wasmtime::Result<Component> {
+    /// The compiled component and the SHA-256 it is cached by.
+    fn compile(&self, bytes: &[u8]) -> wasmtime::Result<(Component, [u8; 32])> {
         use sha2::Digest;
         let key: [u8; 32] = sha2::Sha256::digest(bytes).into();
         let cached = self
@@ -233,7 +242,7 @@ impl Runtime {
             .get(&key)
             .cloned();
         if let Some(c) = cached {
-            return Ok(c);
+            return Ok((c, key));
         }
         // Compiled outside the lock: other plugins may compile meanwhile.
         let component = Component::from_binary(&self.engine, bytes)?;
@@ -241,7 +250,7 @@ impl Runtime {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .put(key, component.clone());
-        Ok(component)
+        Ok((component, key))
     }
 }
 

@@ -8,6 +8,7 @@ use super::host::{EntryTag, Services, StoreData};
 use super::outbound::FetchPolicy;
 use super::{EPOCH_TICK, LoadedPlugin, PluginError};
 use crate::config::{Limits, OnError, PluginEntry};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use wasmtime::Store;
@@ -38,12 +39,60 @@ impl Warm {
     }
 }
 
+/// What an entry's calls came to, for the admin API.
+#[derive(Debug, Default)]
+pub struct EntryStats {
+    calls: AtomicU64,
+    errors: AtomicU64,
+    traps: AtomicU64,
+    last_error: Mutex<Option<String>>,
+}
+
+/// A copy of [`EntryStats`] at one moment.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct StatsSnapshot {
+    pub calls: u64,
+    /// Calls the plugin answered with an error (or that could not start).
+    pub errors: u64,
+    /// Calls stopped by a trap: a crash, the CPU deadline or the memory cap.
+    pub traps: u64,
+    pub last_error: Option<String>,
+}
+
+impl EntryStats {
+    pub fn record<T>(&self, result: &Result<T, PluginError>) {
+        self.calls.fetch_add(1, Ordering::Relaxed);
+        if let Err(e) = result {
+            let counter = match e {
+                PluginError::Trap { .. } => &self.traps,
+                _ => &self.errors,
+            };
+            counter.fetch_add(1, Ordering::Relaxed);
+            *self.last_error.lock().unwrap_or_else(|p| p.into_inner()) = Some(e.to_string());
+        }
+    }
+
+    pub fn snapshot(&self) -> StatsSnapshot {
+        StatsSnapshot {
+            calls: self.calls.load(Ordering::Relaxed),
+            errors: self.errors.load(Ordering::Relaxed),
+            traps: self.traps.load(Ordering::Relaxed),
+            last_error: self
+                .last_error
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .clone(),
+        }
+    }
+}
+
 /// The instances of one plugin entry on one route.
 pub struct EntryPool {
     pub tag: Arc<EntryTag>,
     pub plugin: Arc<LoadedPlugin>,
     pub on_error: OnError,
     pub hooks: Hooks,
+    pub stats: EntryStats,
     config_json: String,
     limits: Limits,
     /// The deadline in epoch ticks.
@@ -77,6 +126,7 @@ impl EntryPool {
             plugin,
             on_error: entry.on_error,
             hooks: Hooks::empty(),
+            stats: EntryStats::default(),
             config_json: entry.config_json.clone(),
             limits: entry.limits,
             ticks,
