@@ -30,7 +30,12 @@ pub fn handle<B>(gw: &Gateway, req: &Request<B>) -> Response<Body> {
     let path = req.uri().path();
     let known = matches!(
         path,
-        "/healthz" | "/readyz" | "/admin/routes" | "/admin/plugins" | "/admin/upstreams"
+        "/healthz"
+            | "/readyz"
+            | "/metrics"
+            | "/admin/routes"
+            | "/admin/plugins"
+            | "/admin/upstreams"
     );
     if !known {
         let msg = format!("no admin endpoint {path}");
@@ -55,10 +60,33 @@ pub fn handle<B>(gw: &Gateway, req: &Request<B>) -> Response<Body> {
             &json!({ "status": "shutting down" }),
         ),
         "/readyz" => json_response(StatusCode::OK, &json!({ "status": "ready" })),
+        "/metrics" => metrics(gw),
         "/admin/routes" => json_response(StatusCode::OK, &routes(gw)),
         "/admin/plugins" => json_response(StatusCode::OK, &plugins(gw)),
         _ => json_response(StatusCode::OK, &upstreams(gw)),
     }
+}
+
+/// The Prometheus scrape: instance gauges are read now, the rest is kept
+/// as requests happen.
+fn metrics(gw: &Gateway) -> Response<Body> {
+    let mut warm: BTreeMap<&str, usize> = BTreeMap::new();
+    for r in &gw.routes {
+        for e in &r.chain.entries {
+            *warm.entry(&e.plugin.name).or_default() += e.idle_count();
+        }
+    }
+    for (plugin, n) in warm {
+        gw.metrics.set_instances(plugin, n);
+    }
+    let mut resp = Response::new(full(gw.metrics.encode()));
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static(
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        ),
+    );
+    resp
 }
 
 /// Compares digests, so the time taken says nothing about the token.

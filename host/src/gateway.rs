@@ -28,6 +28,7 @@ pub struct Gateway {
     pub(crate) plugins: BTreeMap<String, Arc<LoadedPlugin>>,
     /// Set when shutdown begins: `/readyz` then says so.
     pub(crate) draining: std::sync::atomic::AtomicBool,
+    pub(crate) metrics: Arc<crate::metrics::Metrics>,
 }
 
 impl Gateway {
@@ -102,6 +103,7 @@ impl Gateway {
             config: config.clone(),
             plugins: plugins.into_iter().collect(),
             draining: Default::default(),
+            metrics: runtime.services.metrics.clone(),
         })
     }
 

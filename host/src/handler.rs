@@ -109,6 +109,12 @@ impl Gateway {
         if let Ok(v) = HeaderValue::from_str(&request_id) {
             resp.headers_mut().insert(X_REQUEST_ID.clone(), v);
         }
+        self.metrics.request(
+            route_name.as_deref().unwrap_or(""),
+            &method,
+            resp.status().as_u16(),
+            started.elapsed(),
+        );
         tracing::debug!(
             request_id = &*request_id,
             client = %client,
@@ -282,7 +288,10 @@ impl Gateway {
         // hyper sets Host from the target; the client's host went to X-Forwarded-Host.
         upstream_req.headers_mut().remove(http::header::HOST);
 
-        let resp = match route.upstream.send(upstream_req).await {
+        let sent = std::time::Instant::now();
+        let result = route.upstream.send(upstream_req).await;
+        self.metrics.upstream(&route.upstream.name, sent.elapsed());
+        let resp = match result {
             Ok(r) => r,
             Err(e) => {
                 let outcome = match e {

@@ -10,6 +10,7 @@ pub mod config;
 pub mod error;
 pub mod gateway;
 mod handler;
+pub mod metrics;
 pub mod plugin;
 pub mod proxy;
 pub mod router;

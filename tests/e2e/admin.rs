@@ -161,3 +161,60 @@ async fn a_non_loopback_admin_listener_needs_a_token() {
         "{err}"
     );
 }
+
+/// The value of the sample `series` (name and labels exactly) in a scrape.
+fn sample(scrape: &str, series: &str) -> Option<f64> {
+    scrape.lines().find_map(|l| {
+        l.strip_prefix(series)
+            .and_then(|rest| rest.strip_prefix(' '))
+            .and_then(|v| v.parse().ok())
+    })
+}
+
+#[tokio::test]
+async fn metrics_count_requests_upstream_time_plugin_calls_and_traps() {
+    let chain = CHAIN.replace("admin-seen", "metrics-seen");
+    let (gw, _up) = with_admin("", &chain).await;
+    let c = TestClient::default();
+    assert_eq!(c.get(&gw.url("/api/fine")).await.status, 200);
+    assert_eq!(c.get(&gw.url("/api/fine")).await.status, 200);
+    assert_eq!(c.get(&gw.url("/api/boom")).await.status, 503);
+    assert_eq!(c.get(&gw.url("/nowhere")).await.status, 404);
+
+    let seen = admin_get(&gw, "/metrics", &[]).await;
+    assert_eq!(seen.status, 200);
+    assert!(
+        seen.header("content-type")
+            .unwrap()
+            .starts_with("application/openmetrics-text")
+    );
+    let text = String::from_utf8(seen.body.to_vec()).unwrap();
+    let get =
+        |series: &str| sample(&text, series).unwrap_or_else(|| panic!("{series} in:\n{text}"));
+    // This route's series are this test's alone (the runtime is shared).
+    assert_eq!(
+        get(r#"gatehouse_requests_total{route="metrics-seen",method="GET",status="200"}"#),
+        2.0
+    );
+    assert_eq!(
+        get(r#"gatehouse_requests_total{route="metrics-seen",method="GET",status="503"}"#),
+        1.0
+    );
+    assert_eq!(
+        get(r#"gatehouse_request_duration_seconds_count{route="metrics-seen"}"#),
+        3.0
+    );
+    assert!(get(r#"gatehouse_requests_total{route="",method="GET",status="404"}"#) >= 1.0);
+    // Plugin and upstream series are shared with other tests: at least ours.
+    assert!(get(r#"gatehouse_upstream_duration_seconds_count{upstream="up"}"#) >= 2.0);
+    assert!(
+        get(r#"gatehouse_plugin_duration_seconds_count{plugin="add-header",phase="request"}"#)
+            >= 2.0
+    );
+    assert!(
+        get(r#"gatehouse_plugin_duration_seconds_count{plugin="testkit",phase="response"}"#) >= 2.0
+    );
+    assert!(get(r#"gatehouse_plugin_traps_total{plugin="testkit",reason="trap"}"#) >= 1.0);
+    assert!(get(r#"gatehouse_plugin_instances{plugin="add-header"}"#) >= 1.0);
+    assert!(text.trim_end().ends_with("# EOF"));
+}

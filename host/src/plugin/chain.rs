@@ -6,6 +6,7 @@ use super::exchange::{ContextRes, RequestRes, ResponseRes};
 use super::pool::EntryPool;
 use crate::config::OnError;
 use std::sync::Arc;
+use std::time::Instant;
 use wasmtime::component::{Resource, ResourceTable};
 
 /// A route's plugin entries, in config order.
@@ -67,8 +68,9 @@ impl Chain {
                 continue;
             }
             req.body_visible = entry.hooks.contains(Hooks::REQUEST_BODY);
+            let started = Instant::now();
             let (back, result) = call_request(entry, ctx, req).await;
-            entry.stats.record(&result);
+            entry.record(false, started.elapsed(), &result);
             req = back;
             match result {
                 Ok(Action::Continue) => {}
@@ -107,8 +109,9 @@ impl Chain {
                 continue;
             }
             resp.body_visible = entry.hooks.contains(Hooks::RESPONSE_BODY);
+            let started = Instant::now();
             let (back, result) = call_response(entry, ctx, req, resp, outcome).await;
-            entry.stats.record(&result);
+            entry.record(true, started.elapsed(), &result);
             resp = back;
             if let Err(error) = result {
                 log_failure(entry, ctx, &error, "response");

@@ -20,11 +20,14 @@ pub struct EntryTag {
     pub plugin: Arc<str>,
 }
 
-/// What the host offers every instance: shared state and outbound HTTP.
+/// What the host shares across gateways: the state and outbound HTTP it
+/// offers every instance, and the metrics everything is counted in (so
+/// counters and state outlive a rebuilt gateway).
 #[derive(Default)]
 pub struct Services {
     pub state: SharedState,
     pub outbound: super::outbound::Outbound,
+    pub metrics: Arc<crate::metrics::Metrics>,
 }
 
 /// Per-instance store data.

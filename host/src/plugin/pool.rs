@@ -8,6 +8,7 @@ use super::host::{EntryTag, Services, StoreData};
 use super::outbound::FetchPolicy;
 use super::{EPOCH_TICK, LoadedPlugin, PluginError};
 use crate::config::{Limits, OnError, PluginEntry};
+use crate::metrics::PluginMetrics;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
@@ -93,6 +94,7 @@ pub struct EntryPool {
     pub on_error: OnError,
     pub hooks: Hooks,
     pub stats: EntryStats,
+    metrics: PluginMetrics,
     config_json: String,
     limits: Limits,
     /// The deadline in epoch ticks.
@@ -121,12 +123,14 @@ impl EntryPool {
         });
         let ticks =
             (entry.limits.timeout.as_micros() as u64).div_ceil(EPOCH_TICK.as_micros() as u64) + 1;
+        let metrics = services.metrics.plugin(&plugin.name);
         let mut pool = EntryPool {
             tag,
             plugin,
             on_error: entry.on_error,
             hooks: Hooks::empty(),
             stats: EntryStats::default(),
+            metrics,
             config_json: entry.config_json.clone(),
             limits: entry.limits,
             ticks,
@@ -221,6 +225,25 @@ impl EntryPool {
         let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
         if idle.len() < self.max_idle {
             idle.push(warm);
+        }
+    }
+
+    /// Counts one call of a phase: its time, and its failure if any.
+    pub fn record<T>(
+        &self,
+        response_phase: bool,
+        took: std::time::Duration,
+        result: &Result<T, PluginError>,
+    ) {
+        self.stats.record(result);
+        let histogram = if response_phase {
+            &self.metrics.on_response
+        } else {
+            &self.metrics.on_request
+        };
+        histogram.observe(took.as_secs_f64());
+        if let Err(PluginError::Trap { kind, .. }) = result {
+            self.metrics.trap(kind.as_str());
         }
     }
 
