@@ -29,6 +29,7 @@ pub struct Gateway {
     /// Set when shutdown begins: `/readyz` then says so.
     pub(crate) draining: std::sync::atomic::AtomicBool,
     pub(crate) metrics: Arc<crate::metrics::Metrics>,
+    pub(crate) access_log: Option<crate::access_log::AccessLog>,
 }
 
 impl Gateway {
@@ -104,7 +105,14 @@ impl Gateway {
             plugins: plugins.into_iter().collect(),
             draining: Default::default(),
             metrics: runtime.services.metrics.clone(),
+            access_log: None,
         })
+    }
+
+    /// Writes a line per request to `log`.
+    pub fn with_access_log(mut self, log: crate::access_log::AccessLog) -> Gateway {
+        self.access_log = Some(log);
+        self
     }
 
     /// The plugin entries of every route, for inspection.

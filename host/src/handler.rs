@@ -1,6 +1,7 @@
 //! One request, start to end: route, request phase, upstream, response
 //! phase, and the gateway's own errors in one JSON shape.
 
+use crate::access_log::{Record, Trace};
 use crate::error::{Body, BoxError, GatewayError, full};
 use crate::gateway::{Gateway, RouteRuntime};
 use crate::plugin::{ContextRes, Outcome, Reply, RequestRes, RequestStep, ResponseRes};
@@ -57,9 +58,10 @@ impl Gateway {
         let method = req.method().clone();
         let (parts, body) = req.into_parts();
         let host = host_of(&parts);
-        // The per-request line is debug-level (the access log proper is
-        // separate); copy the path only when it will be written.
-        let path = tracing::enabled!(tracing::Level::DEBUG).then(|| parts.uri.path().to_owned());
+        // Copy the path only when a log line will show it.
+        let logged = self.access_log.is_some() || tracing::enabled!(tracing::Level::DEBUG);
+        let path = logged.then(|| parts.uri.path().to_owned());
+        let mut trace = Trace::default();
         let mut route_name: Option<Arc<str>> = None;
         let routed = match self.router.route(
             &parts.method,
@@ -100,7 +102,8 @@ impl Gateway {
             Ok((index, routed)) => {
                 let route = &self.routes[index];
                 route_name = Some(route.name.clone());
-                self.proxy(route, parts, body, client, request_id.clone(), routed)
+                let routed_req = (parts, body, client, routed);
+                self.proxy(route, routed_req, request_id.clone(), &mut trace)
                     .await
             }
             Err(e) => Outgoing::error(&e, &request_id),
@@ -109,12 +112,31 @@ impl Gateway {
         if let Ok(v) = HeaderValue::from_str(&request_id) {
             resp.headers_mut().insert(X_REQUEST_ID.clone(), v);
         }
+        let total = started.elapsed();
         self.metrics.request(
             route_name.as_deref().unwrap_or(""),
             &method,
             resp.status().as_u16(),
-            started.elapsed(),
+            total,
         );
+        if let Some(log) = &self.access_log {
+            let bytes = resp
+                .headers()
+                .get(http::header::CONTENT_LENGTH)
+                .and_then(|v| v.to_str().ok()?.parse().ok());
+            log.write(&Record {
+                time: std::time::SystemTime::now(),
+                request_id: &request_id,
+                client,
+                method: method.as_str(),
+                path: path.as_deref().unwrap_or(""),
+                route: route_name.as_deref(),
+                status: resp.status().as_u16(),
+                bytes,
+                total,
+                trace: &trace,
+            });
+        }
         tracing::debug!(
             request_id = &*request_id,
             client = %client,
@@ -146,11 +168,9 @@ impl Gateway {
     async fn proxy(
         &self,
         route: &RouteRuntime,
-        mut parts: http::request::Parts,
-        body: Incoming,
-        client: SocketAddr,
+        (mut parts, body, client, routed): (http::request::Parts, Incoming, SocketAddr, Routed),
         request_id: Arc<str>,
-        routed: Routed,
+        trace: &mut Trace,
     ) -> Outgoing {
         proxy::strip_hop_by_hop(&mut parts.headers);
         let forwarded_client = self.forwarded_client(client, &parts.headers);
@@ -186,6 +206,7 @@ impl Gateway {
             client,
             forwarded_client,
             bag,
+            timings: Vec::new(),
         };
         let req = RequestRes {
             parts,
@@ -203,12 +224,15 @@ impl Gateway {
                     Outcome::Gateway,
                 ),
                 None => {
-                    self.forward(route, &mut req, stream.take(), &request_id)
+                    self.forward(route, &mut req, stream.take(), &request_id, trace)
                         .await
                 }
             },
             RequestStep::Respond(reply) => match reply_to_response(reply) {
-                Ok(res) => (Outgoing { res, stream: None }, Outcome::Plugin),
+                Ok(res) => {
+                    trace.answered_by = Some(route.chain.entries[ran].tag.plugin.clone());
+                    (Outgoing { res, stream: None }, Outcome::Plugin)
+                }
                 Err(why) => {
                     let plugin = route.chain.entries[ran].tag.plugin.clone();
                     tracing::warn!(
@@ -229,6 +253,7 @@ impl Gateway {
             ),
         };
         if ran == 0 || route.chain.is_empty() {
+            trace.plugins = std::mem::take(&mut ctx.timings);
             return out;
         }
         let Outgoing { res, stream } = out;
@@ -239,6 +264,7 @@ impl Gateway {
                 Outgoing::error(&GatewayError::Plugin(f.plugin.clone()), &id).res
             })
             .await;
+        trace.plugins = std::mem::take(&mut ctx.timings);
         Outgoing { res, stream }
     }
 
@@ -249,6 +275,7 @@ impl Gateway {
         req: &mut RequestRes,
         stream: Option<Incoming>,
         request_id: &str,
+        trace: &mut Trace,
     ) -> (Outgoing, Outcome) {
         let Some(target) = route.upstream.pick() else {
             return (
@@ -288,9 +315,12 @@ impl Gateway {
         // hyper sets Host from the target; the client's host went to X-Forwarded-Host.
         upstream_req.headers_mut().remove(http::header::HOST);
 
+        trace.target = Some(target.authority().to_string());
         let sent = std::time::Instant::now();
         let result = route.upstream.send(upstream_req).await;
-        self.metrics.upstream(&route.upstream.name, sent.elapsed());
+        let took = sent.elapsed();
+        trace.upstream_time = Some(took);
+        self.metrics.upstream(&route.upstream.name, took);
         let resp = match result {
             Ok(r) => r,
             Err(e) => {

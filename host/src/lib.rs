@@ -5,6 +5,7 @@
 //! plugins own one decision about one request and see only what the
 //! `gatehouse:plugin` contract (`wit/`) hands them.
 
+pub mod access_log;
 pub mod admin;
 pub mod config;
 pub mod error;

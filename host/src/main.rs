@@ -2,6 +2,7 @@
 
 use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
+use gatehouse::access_log::{self, AccessLog};
 use gatehouse::{Config, Gateway, Runtime, server};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -33,6 +34,10 @@ enum Command {
     Run {
         #[arg(long, short, default_value = "gatehouse.toml")]
         config: PathBuf,
+        /// One line per request: `off`, `stdout`, or a file to append to
+        /// (in the --log-format).
+        #[arg(long, default_value = "off")]
+        access_log: String,
     },
     /// Validate a config: parse it, load and initialise every plugin, and
     /// list every error found (exit status 1 if any).
@@ -45,9 +50,25 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logs(cli.log_format);
-    let (path, check) = match &cli.command {
-        Command::Run { config } => (config.as_path(), false),
-        Command::Check { config } => (config.as_path(), true),
+    let (path, check, access_log) = match &cli.command {
+        Command::Run { config, access_log } => (config.as_path(), false, access_log.as_str()),
+        Command::Check { config } => (config.as_path(), true, "off"),
+    };
+    let access_log = match access_log {
+        "off" => None,
+        target => {
+            let format = match cli.log_format {
+                LogFormat::Text => access_log::Format::Text,
+                LogFormat::Json => access_log::Format::Json,
+            };
+            match access_log::AccessLog::open(target, format) {
+                Ok(log) => Some(log),
+                Err(e) => {
+                    eprintln!("error: cannot open the access log {target}: {e}");
+                    return ExitCode::FAILURE;
+                }
+            }
+        }
     };
     let config = match Config::load(path) {
         Ok(c) => c,
@@ -71,7 +92,7 @@ fn main() -> ExitCode {
         if check {
             run_check(path, &config).await
         } else {
-            run(&config).await
+            run(&config, access_log).await
         }
     });
     match result {
@@ -102,10 +123,13 @@ async fn run_check(path: &Path, config: &Config) -> anyhow::Result<ExitCode> {
     }
 }
 
-async fn run(config: &Config) -> anyhow::Result<ExitCode> {
+async fn run(config: &Config, access_log: Option<AccessLog>) -> anyhow::Result<ExitCode> {
     let runtime = Runtime::new().context("starting the plugin runtime")?;
     let gateway = match Gateway::build(config, &runtime).await {
-        Ok(g) => Arc::new(g),
+        Ok(g) => Arc::new(match access_log {
+            Some(log) => g.with_access_log(log),
+            None => g,
+        }),
         Err(errors) => {
             eprintln!("{errors}");
             return Ok(ExitCode::FAILURE);

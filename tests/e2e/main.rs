@@ -1,6 +1,7 @@
 //! End-to-end tests: the real gateway on 127.0.0.1:0 in front of real echo
 //! upstreams, with real plugin components built from this repository.
 
+mod access_log;
 mod admin;
 mod api_key;
 mod cache;

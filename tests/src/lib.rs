@@ -83,11 +83,29 @@ impl TestGateway {
 
     /// Starts a gateway, or returns the config errors as text.
     pub async fn try_start(toml: &str) -> Result<TestGateway, String> {
+        TestGateway::try_start_with(toml, None).await
+    }
+
+    /// Starts a gateway writing its access log to `log`.
+    pub async fn start_logged(toml: &str, log: gatehouse::access_log::AccessLog) -> TestGateway {
+        match TestGateway::try_start_with(toml, Some(log)).await {
+            Ok(g) => g,
+            Err(e) => panic!("gateway refused its config:\n{e}"),
+        }
+    }
+
+    async fn try_start_with(
+        toml: &str,
+        log: Option<gatehouse::access_log::AccessLog>,
+    ) -> Result<TestGateway, String> {
         let (dir, parsed) = config(toml);
         let config = parsed.map_err(|e| e.to_string())?;
-        let gateway = Gateway::build(&config, &RUNTIME)
+        let mut gateway = Gateway::build(&config, &RUNTIME)
             .await
             .map_err(|e| e.to_string())?;
+        if let Some(log) = log {
+            gateway = gateway.with_access_log(log);
+        }
         let running = server::start(Arc::new(gateway))
             .await
             .map_err(|e| e.to_string())?;

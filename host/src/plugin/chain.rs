@@ -70,7 +70,10 @@ impl Chain {
             req.body_visible = entry.hooks.contains(Hooks::REQUEST_BODY);
             let started = Instant::now();
             let (back, result) = call_request(entry, ctx, req).await;
-            entry.record(false, started.elapsed(), &result);
+            let took = started.elapsed();
+            entry.record(false, took, &result);
+            ctx.timings
+                .push((entry.tag.plugin.clone(), "request", took));
             req = back;
             match result {
                 Ok(Action::Continue) => {}
@@ -111,7 +114,10 @@ impl Chain {
             resp.body_visible = entry.hooks.contains(Hooks::RESPONSE_BODY);
             let started = Instant::now();
             let (back, result) = call_response(entry, ctx, req, resp, outcome).await;
-            entry.record(true, started.elapsed(), &result);
+            let took = started.elapsed();
+            entry.record(true, took, &result);
+            ctx.timings
+                .push((entry.tag.plugin.clone(), "response", took));
             resp = back;
             if let Err(error) = result {
                 log_failure(entry, ctx, &error, "response");

@@ -21,6 +21,8 @@ pub struct ContextRes {
     /// peer is one (`server.trusted_proxies`).
     pub forwarded_client: Option<std::net::IpAddr>,
     pub bag: HashMap<String, String>,
+    /// Each plugin call so far: plugin, phase, time (for the access log).
+    pub timings: Vec<(Arc<str>, &'static str, std::time::Duration)>,
 }
 
 impl ContextRes {
@@ -41,6 +43,7 @@ impl ContextRes {
             client: self.client,
             forwarded_client: self.forwarded_client,
             bag: HashMap::new(),
+            timings: Vec::new(),
         }
     }
 }
