@@ -9,7 +9,7 @@ use std::time::Duration;
 
 const ROUTES: &str = "[[routes]]\nname = \"logged\"\npath = \"/api/*\"\nupstream = \"up\"\n\
      [[routes.plugins]]\nplugin = \"add-header\"\nconfig = { name = \"x-a\", value = \"1\" }\n\
-     [[routes.plugins]]\nplugin = \"testkit\"\nconfig = { mode = \"count\", window = \"3600s\" }\n\
+     [[routes.plugins]]\nplugin = \"testkit\"\nconfig = { mode = \"trace\", label = \"t\" }\n\
      [[routes]]\nname = \"answered\"\npath = \"/teapot\"\nupstream = \"up\"\n\
      [[routes.plugins]]\nplugin = \"testkit\"\nconfig = { mode = \"respond\", status = 418, body = \"no\" }\n";
 
