@@ -4,18 +4,20 @@
 
 use crate::error::{Body, full};
 use crate::gateway::Gateway;
+use crate::live::{Live, ReloadError};
 use crate::plugin::CONTRACT;
 use http::{Method, Request, Response, StatusCode, header};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
-use std::sync::atomic::Ordering;
 use std::time::UNIX_EPOCH;
 
 /// Answers one admin request.
-pub fn handle<B>(gw: &Gateway, req: &Request<B>) -> Response<Body> {
+pub async fn handle<B>(live: &Live, req: Request<B>) -> Response<Body> {
+    let gw = live.gateway();
+    let gw = &*gw;
     if let Some(token) = &gw.server.admin_token
-        && !bearer_matches(req, token)
+        && !bearer_matches(&req, token)
     {
         let mut resp = json_response(
             StatusCode::UNAUTHORIZED,
@@ -33,6 +35,7 @@ pub fn handle<B>(gw: &Gateway, req: &Request<B>) -> Response<Body> {
         "/healthz"
             | "/readyz"
             | "/metrics"
+            | "/admin/reload"
             | "/admin/routes"
             | "/admin/plugins"
             | "/admin/upstreams"
@@ -43,6 +46,9 @@ pub fn handle<B>(gw: &Gateway, req: &Request<B>) -> Response<Body> {
             StatusCode::NOT_FOUND,
             &json!({ "error": msg, "status": 404 }),
         );
+    }
+    if path == "/admin/reload" {
+        return reload(live, req.method()).await;
     }
     if req.method() != Method::GET && req.method() != Method::HEAD {
         let mut resp = json_response(
@@ -55,7 +61,7 @@ pub fn handle<B>(gw: &Gateway, req: &Request<B>) -> Response<Body> {
     }
     match path {
         "/healthz" => json_response(StatusCode::OK, &json!({ "status": "ok" })),
-        "/readyz" if gw.draining.load(Ordering::Relaxed) => json_response(
+        "/readyz" if live.is_draining() => json_response(
             StatusCode::SERVICE_UNAVAILABLE,
             &json!({ "status": "shutting down" }),
         ),
@@ -64,6 +70,40 @@ pub fn handle<B>(gw: &Gateway, req: &Request<B>) -> Response<Body> {
         "/admin/routes" => json_response(StatusCode::OK, &routes(gw)),
         "/admin/plugins" => json_response(StatusCode::OK, &plugins(gw)),
         _ => json_response(StatusCode::OK, &upstreams(gw)),
+    }
+}
+
+/// `POST /admin/reload`: the new config is checked completely first; when
+/// refused, every error is returned and the running config stays.
+async fn reload(live: &Live, method: &Method) -> Response<Body> {
+    if method != Method::POST {
+        let mut resp = json_response(
+            StatusCode::METHOD_NOT_ALLOWED,
+            &json!({ "error": "/admin/reload answers POST", "status": 405 }),
+        );
+        resp.headers_mut()
+            .insert(header::ALLOW, header::HeaderValue::from_static("POST"));
+        return resp;
+    }
+    match live.reload().await {
+        Ok(routes) => json_response(
+            StatusCode::OK,
+            &json!({ "status": "reloaded", "routes": routes }),
+        ),
+        Err(e) => {
+            let errors: Vec<String> = match &e {
+                ReloadError::Invalid(errs) => errs.0.iter().map(|e| e.to_string()).collect(),
+                other => vec![other.to_string()],
+            };
+            json_response(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                &json!({
+                    "error": "the new configuration was refused; the running one stays",
+                    "status": 422,
+                    "errors": errors,
+                }),
+            )
+        }
     }
 }
 

@@ -26,10 +26,8 @@ pub struct Gateway {
     pub(crate) config: Config,
     /// The plugins it loaded, by name.
     pub(crate) plugins: BTreeMap<String, Arc<LoadedPlugin>>,
-    /// Set when shutdown begins: `/readyz` then says so.
-    pub(crate) draining: std::sync::atomic::AtomicBool,
     pub(crate) metrics: Arc<crate::metrics::Metrics>,
-    pub(crate) access_log: Option<crate::access_log::AccessLog>,
+    pub(crate) access_log: Option<Arc<crate::access_log::AccessLog>>,
 }
 
 impl Gateway {
@@ -103,7 +101,6 @@ impl Gateway {
             server: config.server.clone(),
             config: config.clone(),
             plugins: plugins.into_iter().collect(),
-            draining: Default::default(),
             metrics: runtime.services.metrics.clone(),
             access_log: None,
         })
@@ -111,7 +108,13 @@ impl Gateway {
 
     /// Writes a line per request to `log`.
     pub fn with_access_log(mut self, log: crate::access_log::AccessLog) -> Gateway {
-        self.access_log = Some(log);
+        self.access_log = Some(Arc::new(log));
+        self
+    }
+
+    /// Writes to the same access log as `other` (a reload keeps the log).
+    pub fn with_access_log_of(mut self, other: &Gateway) -> Gateway {
+        self.access_log = other.access_log.clone();
         self
     }
 

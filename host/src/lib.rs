@@ -11,6 +11,7 @@ pub mod config;
 pub mod error;
 pub mod gateway;
 mod handler;
+pub mod live;
 pub mod metrics;
 pub mod plugin;
 pub mod proxy;

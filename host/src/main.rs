@@ -3,6 +3,7 @@
 use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
 use gatehouse::access_log::{self, AccessLog};
+use gatehouse::live::Live;
 use gatehouse::{Config, Gateway, Runtime, server};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -92,7 +93,7 @@ fn main() -> ExitCode {
         if check {
             run_check(path, &config).await
         } else {
-            run(&config, access_log).await
+            run(path, &config, access_log).await
         }
     });
     match result {
@@ -123,29 +124,55 @@ async fn run_check(path: &Path, config: &Config) -> anyhow::Result<ExitCode> {
     }
 }
 
-async fn run(config: &Config, access_log: Option<AccessLog>) -> anyhow::Result<ExitCode> {
-    let runtime = Runtime::new().context("starting the plugin runtime")?;
+async fn run(
+    path: &Path,
+    config: &Config,
+    access_log: Option<AccessLog>,
+) -> anyhow::Result<ExitCode> {
+    let runtime = Arc::new(Runtime::new().context("starting the plugin runtime")?);
     let gateway = match Gateway::build(config, &runtime).await {
-        Ok(g) => Arc::new(match access_log {
+        Ok(g) => match access_log {
             Some(log) => g.with_access_log(log),
             None => g,
-        }),
+        },
         Err(errors) => {
             eprintln!("{errors}");
             return Ok(ExitCode::FAILURE);
         }
     };
-    let running = server::start(gateway)
+    let live = Arc::new(Live::new(gateway, path.to_path_buf(), runtime));
+    let running = server::start(live.clone())
         .await
         .with_context(|| format!("cannot listen on {}", config.server.listen))?;
     if let Some(admin) = running.admin_addr {
         tracing::info!(admin = %admin, "admin API listening");
     }
     tracing::info!(listen = %running.addr, routes = config.routes.len(), "gatehouse ready");
+    reload_on_sighup(live);
     shutdown_signal().await;
     tracing::info!("shutting down");
     running.shutdown().await;
     Ok(ExitCode::SUCCESS)
+}
+
+/// SIGHUP reloads the config file (the outcome is logged).
+fn reload_on_sighup(live: Arc<Live>) {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let Ok(mut hup) = signal(SignalKind::hangup()) else {
+            tracing::warn!("cannot listen for SIGHUP; reload through the admin API");
+            return;
+        };
+        tokio::spawn(async move {
+            while hup.recv().await.is_some() {
+                // The outcome, either way, is logged by the reload itself.
+                let _ = live.reload().await;
+            }
+        });
+    }
+    #[cfg(not(unix))]
+    let _ = live;
 }
 
 async fn shutdown_signal() {

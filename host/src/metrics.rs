@@ -40,6 +40,11 @@ struct TrapLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ResultLabel {
+    result: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct PluginLabel {
     plugin: String,
 }
@@ -65,6 +70,7 @@ pub struct Metrics {
     plugin_duration: Histograms<PhaseLabels>,
     plugin_traps: Family<TrapLabels, Counter>,
     plugin_instances: Family<PluginLabel, Gauge>,
+    reloads: Family<ResultLabel, Counter>,
 }
 
 impl Default for Metrics {
@@ -108,8 +114,15 @@ impl Default for Metrics {
             "Warm plugin instances waiting for work",
             plugin_instances.clone(),
         );
+        let reloads = Family::<ResultLabel, Counter>::default();
+        registry.register(
+            "reloads",
+            "Configuration reloads, by result (success or failure)",
+            reloads.clone(),
+        );
         Metrics {
             registry,
+            reloads,
             requests,
             request_duration,
             upstream_duration,
@@ -179,6 +192,14 @@ impl Metrics {
             plugin: plugin.to_owned(),
             traps: self.plugin_traps.clone(),
         }
+    }
+
+    pub fn reload(&self, result: &str) {
+        self.reloads
+            .get_or_create(&ResultLabel {
+                result: result.to_owned(),
+            })
+            .inc();
     }
 
     /// Warm instances of `plugin` right now (set when scraped).

@@ -1,6 +1,6 @@
 //! The listener: HTTP/1.1 connections served by hyper on tokio.
 
-use crate::gateway::Gateway;
+use crate::live::Live;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
@@ -17,7 +17,7 @@ pub struct Running {
     pub addr: SocketAddr,
     /// The admin API's address, when `server.admin_listen` is set.
     pub admin_addr: Option<SocketAddr>,
-    gateway: Arc<Gateway>,
+    pub live: Arc<Live>,
     stop: watch::Sender<bool>,
     task: JoinHandle<()>,
     /// The admin API outlives the drain, so `/readyz` can say it is on.
@@ -29,7 +29,7 @@ impl Running {
     /// flight finish and closes idle keep-alive connections, waiting at most
     /// `server.shutdown_timeout`; connections still busy then are dropped.
     pub async fn shutdown(self) {
-        self.gateway.draining.store(true, Ordering::Relaxed);
+        self.live.draining.store(true, Ordering::Relaxed);
         let _ = self.stop.send(true);
         let _ = self.task.await;
         if let Some((stop, task)) = self.admin {
@@ -40,9 +40,10 @@ impl Running {
 }
 
 /// Binds the listen address (and the admin API's, when set) and serves.
-pub async fn start(gateway: Arc<Gateway>) -> std::io::Result<Running> {
-    let listener = TcpListener::bind(gateway.server.listen).await?;
-    let admin = match gateway.server.admin_listen {
+pub async fn start(live: Arc<Live>) -> std::io::Result<Running> {
+    let server = live.gateway().server.clone();
+    let listener = TcpListener::bind(server.listen).await?;
+    let admin = match server.admin_listen {
         Some(addr) => Some(
             TcpListener::bind(addr)
                 .await
@@ -50,18 +51,18 @@ pub async fn start(gateway: Arc<Gateway>) -> std::io::Result<Running> {
         ),
         None => None,
     };
-    let mut running = serve(gateway.clone(), listener);
+    let mut running = serve(live.clone(), listener);
     if let Some(admin) = admin {
         running.admin_addr = admin.local_addr().ok();
         let (stop, stopped) = watch::channel(false);
-        running.admin = Some((stop, serve_admin(gateway, admin, stopped)));
+        running.admin = Some((stop, serve_admin(live, admin, stopped)));
     }
     Ok(running)
 }
 
 /// The admin API's accept loop, until `stopped`.
 fn serve_admin(
-    gateway: Arc<Gateway>,
+    live: Arc<Live>,
     listener: TcpListener,
     mut stopped: watch::Receiver<bool>,
 ) -> JoinHandle<()> {
@@ -78,10 +79,10 @@ fn serve_admin(
                 },
                 _ = stopped.changed() => break,
             };
-            let gw = gateway.clone();
+            let live = live.clone();
             let svc = service_fn(move |req| {
-                let resp = crate::admin::handle(&gw, &req);
-                async move { Ok::<_, std::convert::Infallible>(resp) }
+                let live = live.clone();
+                async move { Ok::<_, std::convert::Infallible>(crate::admin::handle(&live, req).await) }
             });
             tokio::spawn(async move {
                 let _ = http1::Builder::new()
@@ -93,7 +94,10 @@ fn serve_admin(
 }
 
 /// Serves on a listener that is already bound.
-pub fn serve(gateway: Arc<Gateway>, listener: TcpListener) -> Running {
+/// Settings of the listener itself (address, limits, shutdown timeout) are
+/// read once, here; a reload cannot change them.
+pub fn serve(live: Arc<Live>, listener: TcpListener) -> Running {
+    let gateway = live.gateway();
     let addr = listener.local_addr().unwrap_or(gateway.server.listen);
     let (stop, mut stopped) = watch::channel(false);
     let mut http = http1::Builder::new();
@@ -102,7 +106,7 @@ pub fn serve(gateway: Arc<Gateway>, listener: TcpListener) -> Running {
         .max_buf_size(gateway.server.max_header_size)
         .max_headers(gateway.server.max_headers);
     let grace = gateway.server.shutdown_timeout;
-    let gw_handle = gateway.clone();
+    let served = live.clone();
     let task = tokio::spawn(async move {
         let connections = GracefulShutdown::new();
         loop {
@@ -119,11 +123,12 @@ pub fn serve(gateway: Arc<Gateway>, listener: TcpListener) -> Running {
                 _ = stopped.changed() => break,
             };
             let _ = stream.set_nodelay(true);
-            let gw = gateway.clone();
+            let live = served.clone();
             let conn = connections.watch(http.serve_connection(
                 TokioIo::new(stream),
                 service_fn(move |req| {
-                    let gw = gw.clone();
+                    // Each request runs to its end on the gateway it started on.
+                    let gw = live.gateway();
                     async move { Ok::<_, std::convert::Infallible>(gw.handle(req, peer).await) }
                 }),
             ));
@@ -152,7 +157,7 @@ pub fn serve(gateway: Arc<Gateway>, listener: TcpListener) -> Running {
     Running {
         addr,
         admin_addr: None,
-        gateway: gw_handle,
+        live,
         stop,
         task,
         admin: None,

@@ -14,6 +14,7 @@ mod plugins;
 mod proxy;
 mod quickstart;
 mod rate_limit;
+mod reload;
 mod routing;
 mod sandbox;
 mod shutdown;

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 /// The gatehouse binary serving `server_extra` + a route to `up`, and the
 /// address it reported when ready.
-fn spawn(up: &Echo, server_extra: &str) -> (Child, SocketAddr, tempfile::TempDir) {
+pub(crate) fn spawn(up: &Echo, server_extra: &str) -> (Child, SocketAddr, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("gatehouse.toml");
     let toml = format!(
@@ -40,12 +40,17 @@ fn spawn(up: &Echo, server_extra: &str) -> (Child, SocketAddr, tempfile::TempDir
 }
 
 fn sigterm(child: &Child) {
+    signal(child, "-TERM");
+}
+
+/// Sends a signal (`-TERM`, `-HUP`) to the gateway process.
+pub(crate) fn signal(child: &Child, which: &str) {
     let ok = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
+        .args([which, &child.id().to_string()])
         .status()
         .unwrap()
         .success();
-    assert!(ok, "kill -TERM");
+    assert!(ok, "kill {which}");
 }
 
 /// Waits for the process to exit, at most `limit`.

@@ -2,6 +2,7 @@
 //! 127.0.0.1:0, echo upstreams, and a client. No fixed ports, no sleeps.
 
 use bytes::Bytes;
+use gatehouse::live::Live;
 use gatehouse::{Config, Gateway, Runtime, server};
 use http::{HeaderMap, Method, Request, StatusCode};
 use http_body_util::{BodyExt, Full};
@@ -18,8 +19,8 @@ pub use demo_services::Echo;
 pub const SERVER: &str = "[server]\nlisten = \"127.0.0.1:0\"\nplugins_dir = \"{plugins}\"";
 
 /// One plugin runtime (engine and epoch ticker) for the whole test binary.
-static RUNTIME: LazyLock<Runtime> =
-    LazyLock::new(|| Runtime::new().expect("plugin runtime starts"));
+static RUNTIME: LazyLock<Arc<Runtime>> =
+    LazyLock::new(|| Arc::new(Runtime::new().expect("plugin runtime starts")));
 
 /// The folder of built plugin components (`cargo xtask plugins`).
 pub fn plugins_dir() -> PathBuf {
@@ -106,9 +107,9 @@ impl TestGateway {
         if let Some(log) = log {
             gateway = gateway.with_access_log(log);
         }
-        let running = server::start(Arc::new(gateway))
-            .await
-            .map_err(|e| e.to_string())?;
+        let path = dir.path().join("gatehouse.toml");
+        let live = Arc::new(Live::new(gateway, path, RUNTIME.clone()));
+        let running = server::start(live).await.map_err(|e| e.to_string())?;
         Ok(TestGateway {
             addr: running.addr,
             admin: running.admin_addr,
@@ -119,6 +120,18 @@ impl TestGateway {
 
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{path}", self.addr)
+    }
+
+    /// Rewrites the config file (`{plugins}` replaced as at start), for a reload.
+    pub fn rewrite(&self, toml: &str) {
+        let text = toml.replace("{plugins}", &plugins_dir().display().to_string());
+        std::fs::write(self._dir.path().join("gatehouse.toml"), text).expect("write config");
+    }
+
+    /// Reloads the config file, as SIGHUP or `POST /admin/reload` would.
+    pub async fn reload(&self) -> Result<usize, String> {
+        let running = self.running.as_ref().expect("running");
+        running.live.reload().await.map_err(|e| e.to_string())
     }
 
     pub async fn stop(mut self) {
