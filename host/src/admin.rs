@@ -68,7 +68,11 @@ pub async fn handle<B>(live: &Live, req: Request<B>) -> Response<Body> {
         "/readyz" => json_response(StatusCode::OK, &json!({ "status": "ready" })),
         "/metrics" => metrics(gw),
         "/admin/routes" => json_response(StatusCode::OK, &routes(gw)),
-        "/admin/plugins" => json_response(StatusCode::OK, &plugins(gw)),
+        "/admin/plugins" => {
+            let mut v = plugins(gw);
+            v["last_reload"] = json!(live.last_reload());
+            json_response(StatusCode::OK, &v)
+        }
         _ => json_response(StatusCode::OK, &upstreams(gw)),
     }
 }

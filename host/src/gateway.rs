@@ -34,8 +34,18 @@ impl Gateway {
     /// Loads every plugin the config names and initialises every entry with
     /// its config. Every problem found is reported, each where it stands.
     pub async fn build(config: &Config, runtime: &Runtime) -> Result<Gateway, ConfigErrors> {
+        Gateway::rebuild(config, runtime, None).await
+    }
+
+    /// As [`Gateway::build`], for a reload: a plugin whose file has been
+    /// removed keeps the version `previous` loaded (with a warning).
+    pub async fn rebuild(
+        config: &Config,
+        runtime: &Runtime,
+        previous: Option<&Gateway>,
+    ) -> Result<Gateway, ConfigErrors> {
         let mut errors: Vec<ConfigError> = Vec::new();
-        let plugins = load_plugins(config, runtime, &mut errors);
+        let plugins = load_plugins(config, runtime, previous, &mut errors);
         let upstreams: BTreeMap<&str, Arc<UpstreamPool>> = config
             .upstreams
             .iter()
@@ -128,6 +138,7 @@ impl Gateway {
 fn load_plugins(
     config: &Config,
     runtime: &Runtime,
+    previous: Option<&Gateway>,
     errors: &mut Vec<ConfigError>,
 ) -> HashMap<String, Arc<LoadedPlugin>> {
     let dir = &config.server.plugins_dir;
@@ -143,6 +154,16 @@ fn load_plugins(
                 Some(m) => m.clone(),
                 None => {
                     let path = dir.join(format!("{name}.wasm"));
+                    let kept = previous.and_then(|g| g.plugins.get(name));
+                    if let (false, Some(kept)) = (path.exists(), kept) {
+                        tracing::warn!(
+                            plugin = name.as_str(),
+                            file = %path.display(),
+                            "the plugin file is gone; the version already loaded keeps serving"
+                        );
+                        loaded.insert(name.clone(), kept.clone());
+                        continue;
+                    }
                     let result = if path.is_file() {
                         runtime.load(name, &path).map_err(|e| e.to_string())
                     } else {

@@ -26,7 +26,23 @@ pub struct Live {
     reloading: tokio::sync::Mutex<()>,
     /// Set when shutdown begins: `/readyz` then says so.
     pub draining: AtomicBool,
+    /// How the last reload went, for the admin API.
+    last_reload: std::sync::Mutex<Option<ReloadReport>>,
+    /// Kept alive while the files are watched.
+    watcher: std::sync::Mutex<Option<notify::RecommendedWatcher>>,
 }
+
+/// The outcome of the last reload.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ReloadReport {
+    pub at_ms: u64,
+    pub ok: bool,
+    pub errors: Vec<String>,
+}
+
+/// Quiet time after the last file event before a reload: a file still
+/// being written keeps producing events, so a half-written one is not read.
+const DEBOUNCE: std::time::Duration = std::time::Duration::from_millis(300);
 
 /// Why a reload changed nothing.
 #[derive(Debug, thiserror::Error)]
@@ -47,6 +63,8 @@ impl Live {
             source: Some(Source { path, runtime }),
             reloading: tokio::sync::Mutex::new(()),
             draining: AtomicBool::new(false),
+            last_reload: Default::default(),
+            watcher: Default::default(),
         }
     }
 
@@ -57,6 +75,8 @@ impl Live {
             source: None,
             reloading: tokio::sync::Mutex::new(()),
             draining: AtomicBool::new(false),
+            last_reload: Default::default(),
+            watcher: Default::default(),
         }
     }
 
@@ -77,6 +97,18 @@ impl Live {
             Err(_) => "failure",
         };
         old.metrics.reload(outcome);
+        let errors = match &result {
+            Ok(_) => Vec::new(),
+            Err(ReloadError::Invalid(errs)) => errs.0.iter().map(|e| e.to_string()).collect(),
+            Err(other) => vec![other.to_string()],
+        };
+        *self.last_reload.lock().unwrap_or_else(|p| p.into_inner()) = Some(ReloadReport {
+            at_ms: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as u64),
+            ok: result.is_ok(),
+            errors,
+        });
         match result {
             Ok(new) => {
                 let routes = new.config.routes.len();
@@ -103,7 +135,7 @@ impl Live {
         {
             return Err(ReloadError::NeedsRestart("the admin API's settings"));
         }
-        let new = Gateway::build(&config, &source.runtime)
+        let new = Gateway::rebuild(&config, &source.runtime, Some(&old))
             .await
             .map_err(ReloadError::Invalid)?;
         Ok(new.with_access_log_of(&old))
@@ -111,5 +143,60 @@ impl Live {
 
     pub fn is_draining(&self) -> bool {
         self.draining.load(Ordering::Relaxed)
+    }
+
+    pub fn last_reload(&self) -> Option<ReloadReport> {
+        self.last_reload
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Reloads whenever the config file or a `.wasm` file in the plugins
+    /// folder changes (is written, replaced, added or removed), once the
+    /// files have been quiet for a moment.
+    pub fn watch(self: &Arc<Self>) -> notify::Result<()> {
+        use notify::{RecursiveMode, Watcher};
+        let Some(source) = &self.source else {
+            return Ok(());
+        };
+        let config_file = source.path.file_name().map(|n| n.to_owned());
+        let config_dir = match source.path.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+            _ => PathBuf::from("."),
+        };
+        let plugins_dir = self.gateway().server.plugins_dir.clone();
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<()>();
+        let mut watcher =
+            notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+                let Ok(event) = event else { return };
+                if event.kind.is_access() {
+                    return;
+                }
+                let relevant = event.paths.iter().any(|p| {
+                    p.extension().is_some_and(|e| e == "wasm")
+                        || (p.file_name().map(|n| n.to_owned()) == config_file)
+                });
+                if relevant {
+                    let _ = tx.send(());
+                }
+            })?;
+        watcher.watch(&config_dir, RecursiveMode::NonRecursive)?;
+        if plugins_dir.is_dir() && plugins_dir != config_dir {
+            watcher.watch(&plugins_dir, RecursiveMode::NonRecursive)?;
+        }
+        *self.watcher.lock().unwrap_or_else(|p| p.into_inner()) = Some(watcher);
+        let live = Arc::downgrade(self);
+        tokio::spawn(async move {
+            while rx.recv().await.is_some() {
+                // Wait until the files have been quiet for DEBOUNCE.
+                while let Ok(Some(())) = tokio::time::timeout(DEBOUNCE, rx.recv()).await {}
+                let Some(live) = live.upgrade() else { break };
+                tracing::info!("files changed: reloading");
+                // The outcome, either way, is logged and kept for the admin API.
+                let _ = live.reload().await;
+            }
+        });
+        Ok(())
     }
 }

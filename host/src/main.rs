@@ -39,6 +39,10 @@ enum Command {
         /// (in the --log-format).
         #[arg(long, default_value = "off")]
         access_log: String,
+        /// Do not reload when the config file or a plugin file changes
+        /// (SIGHUP and the admin API still reload).
+        #[arg(long)]
+        no_watch: bool,
     },
     /// Validate a config: parse it, load and initialise every plugin, and
     /// list every error found (exit status 1 if any).
@@ -51,9 +55,13 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logs(cli.log_format);
-    let (path, check, access_log) = match &cli.command {
-        Command::Run { config, access_log } => (config.as_path(), false, access_log.as_str()),
-        Command::Check { config } => (config.as_path(), true, "off"),
+    let (path, check, access_log, watch) = match &cli.command {
+        Command::Run {
+            config,
+            access_log,
+            no_watch,
+        } => (config.as_path(), false, access_log.as_str(), !no_watch),
+        Command::Check { config } => (config.as_path(), true, "off", false),
     };
     let access_log = match access_log {
         "off" => None,
@@ -93,7 +101,7 @@ fn main() -> ExitCode {
         if check {
             run_check(path, &config).await
         } else {
-            run(path, &config, access_log).await
+            run(path, &config, access_log, watch).await
         }
     });
     match result {
@@ -128,6 +136,7 @@ async fn run(
     path: &Path,
     config: &Config,
     access_log: Option<AccessLog>,
+    watch: bool,
 ) -> anyhow::Result<ExitCode> {
     let runtime = Arc::new(Runtime::new().context("starting the plugin runtime")?);
     let gateway = match Gateway::build(config, &runtime).await {
@@ -148,6 +157,11 @@ async fn run(
         tracing::info!(admin = %admin, "admin API listening");
     }
     tracing::info!(listen = %running.addr, routes = config.routes.len(), "gatehouse ready");
+    if watch && let Err(e) = live.watch() {
+        tracing::warn!(
+            "cannot watch the config and plugin files ({e}); reload with SIGHUP or the admin API"
+        );
+    }
     reload_on_sighup(live);
     shutdown_signal().await;
     tracing::info!("shutting down");

@@ -122,6 +122,21 @@ impl TestGateway {
         format!("http://{}{path}", self.addr)
     }
 
+    /// Reloads by itself when the config file or a plugin file changes.
+    pub fn watch(&self) {
+        let running = self.running.as_ref().expect("running");
+        running
+            .live
+            .watch()
+            .expect("watch the config and plugins folders");
+    }
+
+    /// The folder holding the config file (a private plugins folder can go
+    /// here too).
+    pub fn dir(&self) -> &std::path::Path {
+        self._dir.path()
+    }
+
     /// Rewrites the config file (`{plugins}` replaced as at start), for a reload.
     pub fn rewrite(&self, toml: &str) {
         let text = toml.replace("{plugins}", &plugins_dir().display().to_string());

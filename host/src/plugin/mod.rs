@@ -36,6 +36,9 @@ const COMPILED_CACHE: std::num::NonZeroUsize = match std::num::NonZeroUsize::new
     None => panic!("the compiled-component cache holds at least one"),
 };
 
+/// The largest `.wasm` file the gateway loads.
+pub const MAX_PLUGIN_FILE: u64 = 64 * 1024 * 1024;
+
 /// The contract version this host serves.
 pub const CONTRACT: &str = "gatehouse:plugin@0.1.1";
 
@@ -200,6 +203,14 @@ impl Runtime {
         let bytes = std::fs::read(path).map_err(|e| {
             PluginError::Load(format!("cannot read plugin file {}: {e}", path.display()))
         })?;
+        if bytes.len() as u64 > MAX_PLUGIN_FILE {
+            return Err(PluginError::Load(format!(
+                "{} is {} bytes, over the {} MiB limit for plugin files",
+                path.display(),
+                bytes.len(),
+                MAX_PLUGIN_FILE >> 20
+            )));
+        }
         check_header(&bytes).map_err(|m| PluginError::Load(format!("{}: {m}", path.display())))?;
         let (component, digest) = self.compile(&bytes).map_err(|e| {
             PluginError::Load(format!(
