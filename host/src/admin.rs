@@ -123,6 +123,13 @@ fn metrics(gw: &Gateway) -> Response<Body> {
     for (plugin, n) in warm {
         gw.metrics.set_instances(plugin, n);
     }
+    for r in &gw.routes {
+        for t in &r.upstream.targets {
+            let up = t.is_healthy() && !t.is_ejected();
+            gw.metrics
+                .set_target_health(&r.upstream.name, t.authority.as_str(), up);
+        }
+    }
     let mut resp = Response::new(full(gw.metrics.encode()));
     resp.headers_mut().insert(
         header::CONTENT_TYPE,
@@ -251,7 +258,14 @@ fn upstreams(gw: &Gateway) -> Value {
             let targets: Vec<Value> = u
                 .targets
                 .iter()
-                .map(|t| json!({ "target": t.authority.as_str(), "in_flight": t.in_flight() }))
+                .map(|t| {
+                    json!({
+                        "target": t.authority.as_str(),
+                        "in_flight": t.in_flight(),
+                        "healthy": t.is_healthy(),
+                        "ejected": t.is_ejected(),
+                    })
+                })
                 .collect();
             json!({ "name": &*u.name, "targets": targets })
         });

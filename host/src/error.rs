@@ -46,7 +46,7 @@ pub enum GatewayError {
     UpstreamFailed,
     #[error("upstream response too large")]
     ResponseBodyTooLarge,
-    #[error("no upstream target available")]
+    #[error("no healthy upstream target")]
     NoTarget,
     #[error("plugin \"{0}\" failed")]
     Plugin(Arc<str>),

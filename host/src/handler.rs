@@ -321,6 +321,7 @@ impl Gateway {
         let took = sent.elapsed();
         trace.upstream_time = Some(took);
         self.metrics.upstream(&route.upstream.name, took);
+        target.report(matches!(&result, Ok(r) if !r.status().is_server_error()));
         let resp = match result {
             Ok(r) => r,
             Err(e) => {

@@ -40,6 +40,12 @@ struct TrapLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct TargetLabels {
+    upstream: String,
+    target: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ResultLabel {
     result: String,
 }
@@ -71,6 +77,7 @@ pub struct Metrics {
     plugin_traps: Family<TrapLabels, Counter>,
     plugin_instances: Family<PluginLabel, Gauge>,
     reloads: Family<ResultLabel, Counter>,
+    upstream_healthy: Family<TargetLabels, Gauge>,
 }
 
 impl Default for Metrics {
@@ -120,9 +127,16 @@ impl Default for Metrics {
             "Configuration reloads, by result (success or failure)",
             reloads.clone(),
         );
+        let upstream_healthy = Family::<TargetLabels, Gauge>::default();
+        registry.register(
+            "upstream_healthy",
+            "1 while a target takes traffic (passing health checks, not ejected), else 0",
+            upstream_healthy.clone(),
+        );
         Metrics {
             registry,
             reloads,
+            upstream_healthy,
             requests,
             request_duration,
             upstream_duration,
@@ -192,6 +206,15 @@ impl Metrics {
             plugin: plugin.to_owned(),
             traps: self.plugin_traps.clone(),
         }
+    }
+
+    pub fn set_target_health(&self, upstream: &str, target: &str, up: bool) {
+        self.upstream_healthy
+            .get_or_create(&TargetLabels {
+                upstream: upstream.to_owned(),
+                target: target.to_owned(),
+            })
+            .set(i64::from(up));
     }
 
     pub fn reload(&self, result: &str) {

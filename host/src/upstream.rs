@@ -1,19 +1,25 @@
 //! Upstreams: a keep-alive connection pool per upstream, target balancing
 //! and the connect/request timeouts.
 
-use crate::config::{Balance, Upstream};
+use crate::config::{Balance, HealthCheck, Outlier, Upstream};
 use crate::error::{Body, GatewayError};
 use http::{Request, Response};
 use hyper::body::Incoming;
 use hyper_util::client::legacy::{Client, connect::HttpConnector};
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 pub struct Target {
     pub authority: http::uri::Authority,
     in_flight: AtomicUsize,
+    /// Passing its active health checks (always, without them).
+    healthy: AtomicBool,
+    /// Ejected by passive checks until this time (ms since the Unix epoch).
+    ejected_until: AtomicU64,
+    /// Consecutive failures seen by passive checks.
+    failures: AtomicU32,
 }
 
 impl Target {
@@ -21,6 +27,24 @@ impl Target {
     pub fn in_flight(&self) -> usize {
         self.in_flight.load(Ordering::Relaxed)
     }
+
+    pub fn is_healthy(&self) -> bool {
+        self.healthy.load(Ordering::Relaxed)
+    }
+
+    pub fn is_ejected(&self) -> bool {
+        self.ejected_until.load(Ordering::Relaxed) > now_ms()
+    }
+
+    fn available(&self) -> bool {
+        self.is_healthy() && !self.is_ejected()
+    }
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
 }
 
 /// Counts a request against its target while it is in flight.
@@ -32,6 +56,32 @@ pub struct TargetGuard {
 impl TargetGuard {
     pub fn authority(&self) -> &http::uri::Authority {
         &self.pool.targets[self.index].authority
+    }
+
+    /// Tells passive checks how the exchange went: `false` for a connect
+    /// error, a timeout or a 5xx answer.
+    pub fn report(&self, ok: bool) {
+        let Some(outlier) = self.pool.outlier else {
+            return;
+        };
+        let target = &self.pool.targets[self.index];
+        if ok {
+            target.failures.store(0, Ordering::Relaxed);
+            return;
+        }
+        let failures = target.failures.fetch_add(1, Ordering::Relaxed) + 1;
+        if failures >= outlier.consecutive_failures {
+            target.failures.store(0, Ordering::Relaxed);
+            let until = now_ms() + outlier.eject_for.as_millis() as u64;
+            target.ejected_until.store(until, Ordering::Relaxed);
+            tracing::warn!(
+                upstream = %self.pool.name,
+                target = %target.authority,
+                failures,
+                eject_for = ?outlier.eject_for,
+                "target ejected after consecutive failures"
+            );
+        }
     }
 }
 
@@ -49,6 +99,7 @@ pub struct UpstreamPool {
     balance: Balance,
     next: AtomicUsize,
     timeout: Duration,
+    outlier: Option<Outlier>,
     client: Client<HttpConnector, Body>,
 }
 
@@ -64,7 +115,7 @@ impl UpstreamPool {
             .pool_idle_timeout(cfg.idle_timeout)
             .pool_max_idle_per_host(cfg.max_idle_per_target)
             .build(connector);
-        Arc::new(UpstreamPool {
+        let pool = Arc::new(UpstreamPool {
             name: cfg.name.as_str().into(),
             targets: cfg
                 .targets
@@ -72,31 +123,44 @@ impl UpstreamPool {
                 .map(|a| Target {
                     authority: a.clone(),
                     in_flight: AtomicUsize::new(0),
+                    healthy: AtomicBool::new(true),
+                    ejected_until: AtomicU64::new(0),
+                    failures: AtomicU32::new(0),
                 })
                 .collect(),
             balance: cfg.balance,
             next: AtomicUsize::new(0),
             timeout: cfg.timeout,
+            outlier: cfg.outlier,
             client,
-        })
+        });
+        if let Some(check) = &cfg.health {
+            tokio::spawn(health_checks(Arc::downgrade(&pool), check.clone()));
+        }
+        pool
     }
 
-    /// Picks a target by the upstream's balancing rule.
+    /// Picks an available target (healthy, not ejected) by the upstream's
+    /// balancing rule; `None` when there is none.
     pub fn pick(self: &Arc<Self>) -> Option<TargetGuard> {
         let n = self.targets.len();
         if n == 0 {
             return None;
         }
-        let index = match self.balance {
-            Balance::RoundRobin => self.next.fetch_add(1, Ordering::Relaxed) % n,
+        let start = match self.balance {
             Balance::Random => fastrand::usize(..n),
+            _ => self.next.fetch_add(1, Ordering::Relaxed),
+        };
+        // Scan from the rule's choice onwards, skipping unavailable targets.
+        let mut candidates = (0..n)
+            .map(|i| (start + i) % n)
+            .filter(|&i| self.targets[i].available());
+        let index = match self.balance {
+            Balance::RoundRobin | Balance::Random => candidates.next()?,
+            // Least connections among the available; ties go to the first
+            // from the rotating start, so they spread out.
             Balance::LeastConnections => {
-                // Start the scan at a rotating offset so ties spread out.
-                let start = self.next.fetch_add(1, Ordering::Relaxed);
-                (0..n)
-                    .map(|i| (start + i) % n)
-                    .min_by_key(|&i| self.targets[i].in_flight.load(Ordering::Relaxed))
-                    .unwrap_or(0)
+                candidates.min_by_key(|&i| self.targets[i].in_flight.load(Ordering::Relaxed))?
             }
         };
         self.targets[index]
@@ -106,6 +170,21 @@ impl UpstreamPool {
             pool: self.clone(),
             index,
         })
+    }
+
+    /// Whether `target` answers its health check now.
+    async fn check(&self, target: &Target, check: &HealthCheck) -> bool {
+        let uri = format!("http://{}{}", target.authority, check.path);
+        let Ok(req) = Request::get(uri.as_str())
+            .header(http::header::USER_AGENT, "gatehouse-health-check")
+            .body(crate::error::full(bytes::Bytes::new()))
+        else {
+            return false;
+        };
+        match tokio::time::timeout(check.timeout, self.client.request(req)).await {
+            Ok(Ok(resp)) => resp.status().is_success() || resp.status().is_redirection(),
+            _ => false,
+        }
     }
 
     /// Sends a request whose URI already names the target.
@@ -132,5 +211,34 @@ impl UpstreamPool {
         }
         tracing::debug!(upstream = %self.name, target, "{error}: {detail}");
         Err(error)
+    }
+}
+
+/// Checks every target each interval while the upstream exists, flipping a
+/// target's health after `unhealthy_after` failures or `healthy_after` passes
+/// in a row.
+async fn health_checks(pool: std::sync::Weak<UpstreamPool>, check: HealthCheck) {
+    let mut streaks: Vec<(u32, u32)> = Vec::new();
+    loop {
+        tokio::time::sleep(check.interval).await;
+        let Some(pool) = pool.upgrade() else { return };
+        streaks.resize(pool.targets.len(), (0, 0));
+        for (target, (passes, fails)) in pool.targets.iter().zip(streaks.iter_mut()) {
+            if pool.check(target, &check).await {
+                *passes += 1;
+                *fails = 0;
+                if !target.is_healthy() && *passes >= check.healthy_after {
+                    target.healthy.store(true, Ordering::Relaxed);
+                    tracing::info!(upstream = %pool.name, target = %target.authority, "target healthy again");
+                }
+            } else {
+                *fails += 1;
+                *passes = 0;
+                if target.is_healthy() && *fails >= check.unhealthy_after {
+                    target.healthy.store(false, Ordering::Relaxed);
+                    tracing::warn!(upstream = %pool.name, target = %target.authority, path = %check.path, "target failed its health checks");
+                }
+            }
+        }
     }
 }

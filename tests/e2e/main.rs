@@ -8,6 +8,7 @@ mod cache;
 mod circuit_breaker;
 mod config;
 mod cors;
+mod health;
 mod hot_swap;
 mod jwt_auth;
 mod outbound;

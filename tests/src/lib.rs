@@ -307,6 +307,7 @@ pub fn assert_error_body(seen: &Seen, status: u16) {
 pub struct JsonService {
     pub addr: SocketAddr,
     body: Arc<std::sync::Mutex<String>>,
+    status: Arc<std::sync::atomic::AtomicU16>,
     hits: Arc<std::sync::atomic::AtomicUsize>,
     task: tokio::task::JoinHandle<()>,
 }
@@ -323,17 +324,20 @@ impl JsonService {
         let addr = listener.local_addr().expect("address");
         let body = Arc::new(std::sync::Mutex::new(body.to_owned()));
         let hits = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-        let (b, h) = (body.clone(), hits.clone());
+        let status = Arc::new(std::sync::atomic::AtomicU16::new(200));
+        let (b, h, st) = (body.clone(), hits.clone(), status.clone());
         let task = tokio::spawn(async move {
             // Dropping the set (when the task is aborted) aborts every connection.
             let mut connections = tokio::task::JoinSet::new();
             while let Ok((stream, _)) = listener.accept().await {
-                let (b, h) = (b.clone(), h.clone());
+                let (b, h, st) = (b.clone(), h.clone(), st.clone());
                 let svc = service_fn(move |_req: hyper::Request<hyper::body::Incoming>| {
                     h.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
                     let text = b.lock().expect("body lock").clone();
+                    let status = st.load(std::sync::atomic::Ordering::SeqCst);
                     async move {
                         hyper::Response::builder()
+                            .status(status)
                             .header("content-type", "application/json")
                             .body(Full::new(Bytes::from(text)))
                     }
@@ -349,6 +353,7 @@ impl JsonService {
         JsonService {
             addr,
             body,
+            status,
             hits,
             task,
         }
@@ -356,6 +361,12 @@ impl JsonService {
 
     pub fn set(&self, body: &str) {
         *self.body.lock().expect("body lock") = body.to_owned();
+    }
+
+    /// The status every answer carries from now on.
+    pub fn set_status(&self, status: u16) {
+        self.status
+            .store(status, std::sync::atomic::Ordering::SeqCst);
     }
 
     pub fn hits(&self) -> usize {

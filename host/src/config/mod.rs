@@ -78,6 +78,29 @@ pub struct Upstream {
     pub timeout: std::time::Duration,
     pub idle_timeout: std::time::Duration,
     pub max_idle_per_target: usize,
+    /// Active checks: a target failing them leaves the balancer.
+    pub health: Option<HealthCheck>,
+    /// Passive checks: consecutive failures eject a target for a while.
+    pub outlier: Option<Outlier>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HealthCheck {
+    /// `GET` this path on each target; 2xx or 3xx is healthy.
+    pub path: String,
+    pub interval: std::time::Duration,
+    pub timeout: std::time::Duration,
+    /// Consecutive failed checks that mark a healthy target unhealthy.
+    pub unhealthy_after: u32,
+    /// Consecutive passed checks that bring an unhealthy target back.
+    pub healthy_after: u32,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Outlier {
+    /// Consecutive connect errors, timeouts or 5xx answers that eject a target.
+    pub consecutive_failures: u32,
+    pub eject_for: std::time::Duration,
 }
 
 #[derive(Debug, Clone)]
@@ -314,9 +337,59 @@ impl Validator<'_> {
                 }
             }
         }
+        let health = match raw.health {
+            None => None,
+            Some(h) => {
+                let span = h.span();
+                let h = h.into_inner();
+                let check = HealthCheck {
+                    path: h.path,
+                    interval: h
+                        .interval
+                        .map_or(std::time::Duration::from_secs(5), |d| d.0),
+                    timeout: h.timeout.map_or(std::time::Duration::from_secs(1), |d| d.0),
+                    unhealthy_after: h.unhealthy_after.unwrap_or(3),
+                    healthy_after: h.healthy_after.unwrap_or(2),
+                };
+                let ok = check.path.starts_with('/')
+                    && !check.interval.is_zero()
+                    && !check.timeout.is_zero()
+                    && check.unhealthy_after > 0
+                    && check.healthy_after > 0;
+                if !ok {
+                    let msg = format!(
+                        "upstream \"{name}\": health needs a path starting with '/', an interval and timeout over 0, and unhealthy_after and healthy_after of at least 1"
+                    );
+                    return self.err(span, msg);
+                }
+                Some(check)
+            }
+        };
+        let outlier = match raw.outlier {
+            None => None,
+            Some(o) => {
+                let span = o.span();
+                let o = o.into_inner();
+                let outlier = Outlier {
+                    consecutive_failures: o.consecutive_failures.unwrap_or(5),
+                    eject_for: o
+                        .eject_for
+                        .map_or(std::time::Duration::from_secs(30), |d| d.0),
+                };
+                if outlier.consecutive_failures == 0 || outlier.eject_for.is_zero() {
+                    let msg = format!(
+                        "upstream \"{name}\": outlier needs consecutive_failures of at least 1 and eject_for over 0"
+                    );
+                    return self.err(span, msg);
+                }
+                Some(outlier)
+            }
+        };
         Some(Upstream {
             name,
             targets,
+            health,
+            outlier,
             balance: raw.balance.unwrap_or(Balance::RoundRobin),
             connect_timeout: raw
                 .connect_timeout

@@ -42,6 +42,25 @@ pub struct RawUpstream {
     pub timeout: Option<Duration>,
     pub idle_timeout: Option<Duration>,
     pub max_idle_per_target: Option<usize>,
+    pub health: Option<Spanned<RawHealth>>,
+    pub outlier: Option<Spanned<RawOutlier>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawHealth {
+    pub path: String,
+    pub interval: Option<Duration>,
+    pub timeout: Option<Duration>,
+    pub unhealthy_after: Option<u32>,
+    pub healthy_after: Option<u32>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawOutlier {
+    pub consecutive_failures: Option<u32>,
+    pub eject_for: Option<Duration>,
 }
 
 #[derive(Deserialize)]
