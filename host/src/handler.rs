@@ -268,7 +268,101 @@ impl Gateway {
         Outgoing { res, stream }
     }
 
-    /// Sends the request to a target of the route's upstream.
+    /// Sends the request to a target of the route's upstream, and again to
+    /// another as its `retries` allow, all within the upstream's timeout.
+    async fn exchange(
+        &self,
+        route: &RouteRuntime,
+        req: &mut RequestRes,
+        mut stream: Option<Incoming>,
+        trace: &mut Trace,
+    ) -> Result<Response<Incoming>, GatewayError> {
+        let upstream = &route.upstream;
+        let policy = upstream
+            .retries
+            .as_ref()
+            .filter(|p| p.methods.contains(&req.parts.method));
+        if policy.is_some()
+            && req.body.is_none()
+            && let Some(s) = stream.take()
+        {
+            // A retry sends the body again, so it is read first.
+            req.body = Some(read_limited(s, &req.parts.headers, self.server.max_body_size).await?);
+        }
+        let deadline = std::time::Instant::now() + upstream.timeout();
+        let pq = req
+            .parts
+            .uri
+            .path_and_query()
+            .map_or("/", |p| p.as_str())
+            .to_owned();
+        let mut tried = Vec::new();
+        loop {
+            let target = upstream
+                .pick_avoiding(&tried)
+                .ok_or(GatewayError::NoTarget)?;
+            tried.push(target.index());
+            let uri = Uri::builder()
+                .scheme("http")
+                .authority(target.authority().clone())
+                .path_and_query(pq.as_str())
+                .build()
+                .map_err(|e| {
+                    GatewayError::BadRequest(format!("cannot form the upstream uri: {e}"))
+                })?;
+            // The response phase still reads the request, and a retry
+            // sends it again, so keep it then; otherwise hand the headers
+            // over without a copy.
+            let headers = if route.chain.has_response_hooks() || policy.is_some() {
+                req.parts.headers.clone()
+            } else {
+                std::mem::take(&mut req.parts.headers)
+            };
+            let body = match (&req.body, stream.take()) {
+                (Some(b), _) => full(b.clone()),
+                (None, Some(s)) => s.map_err(BoxError::from).boxed_unsync(),
+                (None, None) => full(Bytes::new()),
+            };
+            let mut upstream_req = Request::new(body);
+            *upstream_req.method_mut() = req.parts.method.clone();
+            *upstream_req.uri_mut() = uri;
+            *upstream_req.headers_mut() = headers;
+            // hyper sets Host from the target; the client's host went to X-Forwarded-Host.
+            upstream_req.headers_mut().remove(http::header::HOST);
+
+            trace.target = Some(target.authority().to_string());
+            let sent = std::time::Instant::now();
+            let left = deadline.saturating_duration_since(sent);
+            let result = upstream.send(upstream_req, left).await;
+            let took = sent.elapsed();
+            trace.upstream_time = Some(trace.upstream_time.unwrap_or_default() + took);
+            self.metrics.upstream(&upstream.name, took);
+            target.report(matches!(&result, Ok(r) if !r.status().is_server_error()));
+
+            let retryable = policy.is_some_and(|p| match &result {
+                Ok(r) => p.statuses.contains(&r.status().as_u16()),
+                Err(GatewayError::UpstreamConnect) => p.on_connect_error,
+                Err(GatewayError::UpstreamTimeout) => p.on_timeout,
+                Err(_) => false,
+            });
+            let tries_left = policy.is_some_and(|p| tried.len() <= p.attempts as usize);
+            let backoff = policy.map_or(std::time::Duration::ZERO, |p| p.backoff);
+            let time_left = deadline.saturating_duration_since(std::time::Instant::now()) > backoff;
+            if !(retryable && tries_left && time_left) {
+                return result;
+            }
+            tracing::debug!(
+                upstream = %upstream.name,
+                target = %target.authority(),
+                attempt = tried.len(),
+                "retrying on another target"
+            );
+            drop(target);
+            tokio::time::sleep(backoff).await;
+        }
+    }
+
+    /// Sends the request upstream and prepares the response for the chain.
     async fn forward(
         &self,
         route: &RouteRuntime,
@@ -277,52 +371,7 @@ impl Gateway {
         request_id: &str,
         trace: &mut Trace,
     ) -> (Outgoing, Outcome) {
-        let Some(target) = route.upstream.pick() else {
-            return (
-                Outgoing::error(&GatewayError::NoTarget, request_id),
-                Outcome::Gateway,
-            );
-        };
-        let pq = req.parts.uri.path_and_query().map_or("/", |p| p.as_str());
-        let uri = match Uri::builder()
-            .scheme("http")
-            .authority(target.authority().clone())
-            .path_and_query(pq)
-            .build()
-        {
-            Ok(u) => u,
-            Err(e) => {
-                let err = GatewayError::BadRequest(format!("cannot form the upstream uri: {e}"));
-                return (Outgoing::error(&err, request_id), Outcome::Gateway);
-            }
-        };
-        // The response phase still reads the request, so keep it when some
-        // plugin will; otherwise hand the headers over without a copy.
-        let headers = if route.chain.has_response_hooks() {
-            req.parts.headers.clone()
-        } else {
-            std::mem::take(&mut req.parts.headers)
-        };
-        let body = match (&req.body, stream) {
-            (Some(b), _) => full(b.clone()),
-            (None, Some(s)) => s.map_err(BoxError::from).boxed_unsync(),
-            (None, None) => full(Bytes::new()),
-        };
-        let mut upstream_req = Request::new(body);
-        *upstream_req.method_mut() = req.parts.method.clone();
-        *upstream_req.uri_mut() = uri;
-        *upstream_req.headers_mut() = headers;
-        // hyper sets Host from the target; the client's host went to X-Forwarded-Host.
-        upstream_req.headers_mut().remove(http::header::HOST);
-
-        trace.target = Some(target.authority().to_string());
-        let sent = std::time::Instant::now();
-        let result = route.upstream.send(upstream_req).await;
-        let took = sent.elapsed();
-        trace.upstream_time = Some(took);
-        self.metrics.upstream(&route.upstream.name, took);
-        target.report(matches!(&result, Ok(r) if !r.status().is_server_error()));
-        let resp = match result {
+        let resp = match self.exchange(route, req, stream, trace).await {
             Ok(r) => r,
             Err(e) => {
                 let outcome = match e {
@@ -333,7 +382,6 @@ impl Gateway {
                 return (Outgoing::error(&e, request_id), outcome);
             }
         };
-        drop(target);
         let (mut parts, body) = resp.into_parts();
         proxy::strip_hop_by_hop(&mut parts.headers);
         if route.chain.wants_response_body() {

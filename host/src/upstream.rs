@@ -1,7 +1,7 @@
 //! Upstreams: a keep-alive connection pool per upstream, target balancing
 //! and the connect/request timeouts.
 
-use crate::config::{Balance, HealthCheck, Outlier, Upstream};
+use crate::config::{Balance, HealthCheck, Outlier, Retries, Upstream};
 use crate::error::{Body, GatewayError};
 use http::{Request, Response};
 use hyper::body::Incoming;
@@ -54,6 +54,11 @@ pub struct TargetGuard {
 }
 
 impl TargetGuard {
+    /// The target's position in the upstream's list.
+    pub fn index(&self) -> usize {
+        self.index
+    }
+
     pub fn authority(&self) -> &http::uri::Authority {
         &self.pool.targets[self.index].authority
     }
@@ -100,6 +105,7 @@ pub struct UpstreamPool {
     next: AtomicUsize,
     timeout: Duration,
     outlier: Option<Outlier>,
+    pub retries: Option<Retries>,
     client: Client<HttpConnector, Body>,
 }
 
@@ -132,6 +138,7 @@ impl UpstreamPool {
             next: AtomicUsize::new(0),
             timeout: cfg.timeout,
             outlier: cfg.outlier,
+            retries: cfg.retries.clone(),
             client,
         });
         if let Some(check) = &cfg.health {
@@ -143,6 +150,23 @@ impl UpstreamPool {
     /// Picks an available target (healthy, not ejected) by the upstream's
     /// balancing rule; `None` when there is none.
     pub fn pick(self: &Arc<Self>) -> Option<TargetGuard> {
+        self.pick_avoiding(&[])
+    }
+
+    /// As [`UpstreamPool::pick`], preferring targets not in `tried` (a
+    /// retry goes elsewhere when it can).
+    pub fn pick_avoiding(self: &Arc<Self>, tried: &[usize]) -> Option<TargetGuard> {
+        if !tried.is_empty() {
+            let fresh =
+                (0..self.targets.len()).any(|i| !tried.contains(&i) && self.targets[i].available());
+            if fresh {
+                return self.pick_where(|i| !tried.contains(&i));
+            }
+        }
+        self.pick_where(|_| true)
+    }
+
+    fn pick_where(self: &Arc<Self>, allowed: impl Fn(usize) -> bool) -> Option<TargetGuard> {
         let n = self.targets.len();
         if n == 0 {
             return None;
@@ -154,7 +178,7 @@ impl UpstreamPool {
         // Scan from the rule's choice onwards, skipping unavailable targets.
         let mut candidates = (0..n)
             .map(|i| (start + i) % n)
-            .filter(|&i| self.targets[i].available());
+            .filter(|&i| allowed(i) && self.targets[i].available());
         let index = match self.balance {
             Balance::RoundRobin | Balance::Random => candidates.next()?,
             // Least connections among the available; ties go to the first
@@ -187,14 +211,24 @@ impl UpstreamPool {
         }
     }
 
-    /// Sends a request whose URI already names the target.
-    pub async fn send(&self, req: Request<Body>) -> Result<Response<Incoming>, GatewayError> {
+    /// The longest a request (all its tries) may wait for a response head.
+    pub fn timeout(&self) -> Duration {
+        self.timeout
+    }
+
+    /// Sends a request whose URI already names the target, waiting at most
+    /// `timeout` for the response head.
+    pub async fn send(
+        &self,
+        req: Request<Body>,
+        timeout: Duration,
+    ) -> Result<Response<Incoming>, GatewayError> {
         let target = req
             .uri()
             .authority()
             .map(ToString::to_string)
             .unwrap_or_default();
-        let result = tokio::time::timeout(self.timeout, self.client.request(req)).await;
+        let result = tokio::time::timeout(timeout, self.client.request(req)).await;
         let (error, e) = match result {
             Err(_) => return Err(GatewayError::UpstreamTimeout),
             Ok(Ok(resp)) => return Ok(resp),

@@ -17,6 +17,7 @@ mod proxy;
 mod quickstart;
 mod rate_limit;
 mod reload;
+mod retries;
 mod routing;
 mod sandbox;
 mod shutdown;

@@ -82,6 +82,21 @@ pub struct Upstream {
     pub health: Option<HealthCheck>,
     /// Passive checks: consecutive failures eject a target for a while.
     pub outlier: Option<Outlier>,
+    pub retries: Option<Retries>,
+}
+
+/// Trying again on another target.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Retries {
+    /// Tries after the first.
+    pub attempts: u32,
+    pub on_connect_error: bool,
+    pub on_timeout: bool,
+    /// Statuses that are retried.
+    pub statuses: Vec<u16>,
+    pub backoff: std::time::Duration,
+    /// Methods that may be retried (by default the idempotent ones).
+    pub methods: Vec<Method>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -385,11 +400,24 @@ impl Validator<'_> {
                 Some(outlier)
             }
         };
+        let retries = match raw.retries {
+            None => None,
+            Some(r) => {
+                let span = r.span();
+                match retries(r.into_inner()) {
+                    Ok(r) => Some(r),
+                    Err(why) => {
+                        return self.err(span, format!("upstream \"{name}\": retries: {why}"));
+                    }
+                }
+            }
+        };
         Some(Upstream {
             name,
             targets,
             health,
             outlier,
+            retries,
             balance: raw.balance.unwrap_or(Balance::RoundRobin),
             connect_timeout: raw
                 .connect_timeout
@@ -611,6 +639,55 @@ impl Validator<'_> {
             }
         }
     }
+}
+
+fn retries(r: raw::RawRetries) -> Result<Retries, String> {
+    if r.attempts == 0 || r.attempts > 10 {
+        return Err(format!(
+            "attempts {} is out of range: expected 1 to 10",
+            r.attempts
+        ));
+    }
+    let on = r.on.unwrap_or_else(|| {
+        ["connect-error", "502", "503", "504"]
+            .map(String::from)
+            .to_vec()
+    });
+    let mut policy = Retries {
+        attempts: r.attempts,
+        on_connect_error: false,
+        on_timeout: false,
+        statuses: Vec::new(),
+        backoff: r
+            .backoff
+            .map_or(std::time::Duration::from_millis(25), |d| d.0),
+        methods: Vec::new(),
+    };
+    for cond in &on {
+        match cond.as_str() {
+            "connect-error" => policy.on_connect_error = true,
+            "timeout" => policy.on_timeout = true,
+            code => match code.parse::<u16>() {
+                Ok(c) if (500..600).contains(&c) => policy.statuses.push(c),
+                _ => {
+                    return Err(format!(
+                        "\"{cond}\" is not connect-error, timeout or a 5xx status"
+                    ));
+                }
+            },
+        }
+    }
+    let methods = r.methods.unwrap_or_else(|| {
+        ["GET", "HEAD", "OPTIONS", "PUT", "DELETE"]
+            .map(String::from)
+            .to_vec()
+    });
+    for m in methods {
+        let method = Method::from_bytes(m.to_ascii_uppercase().as_bytes())
+            .map_err(|_| format!("invalid method \"{m}\""))?;
+        policy.methods.push(method);
+    }
+    Ok(policy)
 }
 
 fn parse_target(s: &str) -> Option<http::uri::Authority> {

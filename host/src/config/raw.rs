@@ -44,6 +44,16 @@ pub struct RawUpstream {
     pub max_idle_per_target: Option<usize>,
     pub health: Option<Spanned<RawHealth>>,
     pub outlier: Option<Spanned<RawOutlier>>,
+    pub retries: Option<Spanned<RawRetries>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRetries {
+    pub attempts: u32,
+    pub on: Option<Vec<String>>,
+    pub backoff: Option<Duration>,
+    pub methods: Option<Vec<String>>,
 }
 
 #[derive(Deserialize)]
