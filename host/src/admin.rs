@@ -178,10 +178,7 @@ fn routes(gw: &Gateway) -> Value {
                 .map(|e| {
                     json!({
                         "plugin": e.plugin,
-                        "on_error": match e.on_error {
-                            crate::config::OnError::FailClosed => "fail-closed",
-                            crate::config::OnError::FailOpen => "fail-open",
-                        },
+                        "on_error": e.on_error.as_str(),
                         "limits": {
                             "memory_bytes": e.limits.memory,
                             "timeout_ms": e.limits.timeout.as_millis() as u64,

@@ -6,8 +6,6 @@
 use gatehouse_tests::*;
 use serde_json::Value;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 struct Swap {
@@ -103,35 +101,15 @@ async fn a_replaced_plugin_is_swapped_in_under_load_with_no_failed_request() {
     let swap = Swap::start("cors").await;
     assert!(swap.runs_cors().await);
 
-    let (stop, ok, failed) = (
-        Arc::new(AtomicBool::new(false)),
-        Arc::new(AtomicUsize::new(0)),
-        Arc::new(AtomicUsize::new(0)),
-    );
-    let mut clients = Vec::new();
-    for _ in 0..6 {
-        let (stop, ok, failed, url) = (stop.clone(), ok.clone(), failed.clone(), swap.gw.url("/x"));
-        clients.push(tokio::spawn(async move {
-            let c = TestClient::default();
-            while !stop.load(Ordering::Relaxed) {
-                match c.get(&url).await.status.as_u16() {
-                    200 => ok.fetch_add(1, Ordering::Relaxed),
-                    _ => failed.fetch_add(1, Ordering::Relaxed),
-                };
-            }
-        }));
-    }
+    let load = Load::start(&swap.gw.url("/x"), 6);
     let before = swap.last_reload_at().await;
     swap.replace_with("transform");
     let report = swap.next_reload(before).await;
     assert_eq!(report["ok"], true, "{report}");
     assert!(!swap.runs_cors().await, "the new version serves");
-    stop.store(true, Ordering::Relaxed);
-    for c in clients {
-        c.await.unwrap();
-    }
-    assert_eq!(failed.load(Ordering::Relaxed), 0);
-    assert!(ok.load(Ordering::Relaxed) > 50);
+    let (ok, failed) = load.stop().await;
+    assert_eq!(failed, 0);
+    assert!(ok > 50, "the load ran: {ok}");
     let plugins = swap.plugins_report().await;
     assert_eq!(
         plugins["plugins"][0]["sha256"],

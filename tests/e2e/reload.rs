@@ -2,8 +2,6 @@
 //! requests never fail across a swap, and state outlives it.
 
 use gatehouse_tests::*;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 fn config(up: &Echo, routes: &str) -> String {
     format!(
@@ -71,39 +69,15 @@ async fn twenty_reloads_under_load_fail_no_request() {
     let up = Echo::bind("up", "127.0.0.1:0").await.unwrap();
     let gw = TestGateway::start(&config(&up, &route("under-load", "/*", "0"))).await;
     let url = gw.url("/load");
-    let (stop, ok, failed) = (
-        Arc::new(AtomicBool::new(false)),
-        Arc::new(AtomicUsize::new(0)),
-        Arc::new(AtomicUsize::new(0)),
-    );
-    let mut clients = Vec::new();
-    for _ in 0..8 {
-        let (stop, ok, failed, url) = (stop.clone(), ok.clone(), failed.clone(), url.clone());
-        clients.push(tokio::spawn(async move {
-            let c = TestClient::default();
-            while !stop.load(Ordering::Relaxed) {
-                match c.get(&url).await.status.as_u16() {
-                    200 => ok.fetch_add(1, Ordering::Relaxed),
-                    _ => failed.fetch_add(1, Ordering::Relaxed),
-                };
-            }
-        }));
-    }
+    let load = Load::start(&url, 8);
     for i in 1..=20 {
         gw.rewrite(&config(&up, &route("under-load", "/*", &i.to_string())));
         assert_eq!(gw.reload().await, Ok(1), "reload {i}");
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
-    stop.store(true, Ordering::Relaxed);
-    for c in clients {
-        c.await.unwrap();
-    }
-    assert_eq!(failed.load(Ordering::Relaxed), 0);
-    assert!(
-        ok.load(Ordering::Relaxed) > 100,
-        "the load ran: {}",
-        ok.load(Ordering::Relaxed)
-    );
+    let (ok, failed) = load.stop().await;
+    assert_eq!(failed, 0);
+    assert!(ok > 100, "the load ran: {ok}");
     let last = TestClient::default().get(&url).await;
     assert_eq!(last.upstream_header("x-version").as_deref(), Some("20"));
 }

@@ -379,3 +379,53 @@ impl Drop for JsonService {
         self.task.abort();
     }
 }
+
+/// A steady load from concurrent clients, counting answers until stopped:
+/// what reload and hot-swap tests run while they change things.
+pub struct Load {
+    stop: Arc<std::sync::atomic::AtomicBool>,
+    ok: Arc<std::sync::atomic::AtomicUsize>,
+    failed: Arc<std::sync::atomic::AtomicUsize>,
+    clients: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Load {
+    /// `clients` clients sending `GET url` back to back.
+    pub fn start(url: &str, clients: usize) -> Load {
+        use std::sync::atomic::Ordering::Relaxed;
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let ok = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let failed = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let clients = (0..clients)
+            .map(|_| {
+                let (stop, ok, failed) = (stop.clone(), ok.clone(), failed.clone());
+                let url = url.to_owned();
+                tokio::spawn(async move {
+                    let c = TestClient::default();
+                    while !stop.load(Relaxed) {
+                        match c.get(&url).await.status.as_u16() {
+                            200 => ok.fetch_add(1, Relaxed),
+                            _ => failed.fetch_add(1, Relaxed),
+                        };
+                    }
+                })
+            })
+            .collect();
+        Load {
+            stop,
+            ok,
+            failed,
+            clients,
+        }
+    }
+
+    /// Stops the clients; returns (200 answers, other answers).
+    pub async fn stop(self) -> (usize, usize) {
+        use std::sync::atomic::Ordering::Relaxed;
+        self.stop.store(true, Relaxed);
+        for c in self.clients {
+            c.await.expect("load client");
+        }
+        (self.ok.load(Relaxed), self.failed.load(Relaxed))
+    }
+}

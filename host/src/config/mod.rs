@@ -146,6 +146,16 @@ pub enum OnError {
     FailOpen,
 }
 
+impl OnError {
+    /// As written in the config.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OnError::FailClosed => "fail-closed",
+            OnError::FailOpen => "fail-open",
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {
     /// Linear memory cap per instance, in bytes.

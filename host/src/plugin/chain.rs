@@ -135,10 +135,7 @@ impl Chain {
 }
 
 fn log_failure(entry: &EntryPool, ctx: &ContextRes, error: &PluginError, phase: &str) {
-    let policy = match entry.on_error {
-        OnError::FailClosed => "fail-closed",
-        OnError::FailOpen => "fail-open",
-    };
+    let policy = entry.on_error.as_str();
     let kind = match error {
         PluginError::Trap { kind, .. } => kind.as_str(),
         PluginError::Failed { .. } => "error",
