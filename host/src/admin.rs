@@ -264,7 +264,16 @@ fn upstreams(gw: &Gateway) -> Value {
                     })
                 })
                 .collect();
-            json!({ "name": &*u.name, "targets": targets })
+            // As the circuit-breaker plugin last reported it (if one runs).
+            let circuit = gw
+                .metrics
+                .plugin_gauge_value("circuit_state", &[("upstream", &u.name)])
+                .map(|code| match code {
+                    0 => "closed",
+                    1 => "open",
+                    _ => "half-open",
+                });
+            json!({ "name": &*u.name, "targets": targets, "circuit": circuit })
         });
     }
     json!({ "upstreams": seen.into_values().collect::<Vec<_>>() })

@@ -2,12 +2,16 @@
 //! plugin entries are resolved once, when the entry is built, so the
 //! request path only bumps counters and histogram buckets.
 
-use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, NoLabelSet};
+use prometheus_client::metrics::MetricType;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
+use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -67,6 +71,118 @@ fn plugin_buckets() -> Histogram {
     Histogram::new(exponential_buckets(0.000_001, 2.0, 15))
 }
 
+/// Metrics plugins report through `host.counter-add` and `host.gauge-set`,
+/// encoded with the rest on each scrape.
+#[derive(Debug, Default)]
+struct Reported {
+    series: std::sync::Mutex<BTreeMap<String, Series>>,
+}
+
+#[derive(Debug)]
+struct Series {
+    counter: bool,
+    values: BTreeMap<Vec<(String, String)>, i64>,
+}
+
+/// Names the gateway's own metrics use; plugins cannot take them.
+const OWN_NAMES: [&str; 8] = [
+    "requests",
+    "request_duration_seconds",
+    "upstream_duration_seconds",
+    "plugin_duration_seconds",
+    "plugin_traps",
+    "plugin_instances",
+    "reloads",
+    "upstream_healthy",
+];
+const MAX_LABELS: usize = 8;
+const MAX_SERIES_PER_NAME: usize = 1000;
+
+fn valid_name(s: &str) -> bool {
+    s.len() <= 64
+        && s.starts_with(|c: char| c.is_ascii_lowercase())
+        && s.chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+}
+
+impl Reported {
+    fn update(
+        &self,
+        name: &str,
+        labels: Vec<(String, String)>,
+        counter: bool,
+        apply: impl FnOnce(&mut i64),
+    ) -> Result<(), String> {
+        if !valid_name(name) || OWN_NAMES.contains(&name) || name.ends_with("_total") {
+            return Err(format!(
+                "invalid metric name \"{name}\": lower-case letters, digits and '_', not ending in _total, and not one of the gateway's own"
+            ));
+        }
+        if labels.len() > MAX_LABELS {
+            return Err(format!("too many labels: at most {MAX_LABELS}"));
+        }
+        if let Some((k, _)) = labels.iter().find(|(k, v)| !valid_name(k) || v.len() > 256) {
+            return Err(format!(
+                "invalid label \"{k}\" (or its value is over 256 bytes)"
+            ));
+        }
+        let mut labels = labels;
+        labels.sort();
+        let mut series = self.series.lock().unwrap_or_else(|p| p.into_inner());
+        let s = series.entry(name.to_owned()).or_insert_with(|| Series {
+            counter,
+            values: BTreeMap::new(),
+        });
+        if s.counter != counter {
+            let kind = if s.counter { "a counter" } else { "a gauge" };
+            return Err(format!("metric \"{name}\" is already {kind}"));
+        }
+        if !s.values.contains_key(&labels) && s.values.len() >= MAX_SERIES_PER_NAME {
+            return Err(format!(
+                "metric \"{name}\" has {MAX_SERIES_PER_NAME} label sets already"
+            ));
+        }
+        apply(s.values.entry(labels).or_insert(0));
+        Ok(())
+    }
+
+    /// A gauge's current value.
+    fn gauge(&self, name: &str, labels: &[(&str, &str)]) -> Option<i64> {
+        let series = self.series.lock().unwrap_or_else(|p| p.into_inner());
+        let s = series.get(name).filter(|s| !s.counter)?;
+        let mut key: Vec<(String, String)> = labels
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        key.sort();
+        s.values.get(&key).copied()
+    }
+}
+
+impl Collector for Reported {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let series = self.series.lock().unwrap_or_else(|p| p.into_inner());
+        for (name, s) in series.iter() {
+            let (kind, help) = if s.counter {
+                (MetricType::Counter, "Counted by a plugin")
+            } else {
+                (MetricType::Gauge, "Set by a plugin")
+            };
+            let mut metric = encoder.encode_descriptor(name, help, None, kind)?;
+            for (labels, value) in &s.values {
+                let mut family = metric.encode_family(labels)?;
+                if s.counter {
+                    let v = u64::try_from(*value).unwrap_or(0);
+                    family.encode_counter::<NoLabelSet, _, u64>(&v, None)?;
+                } else {
+                    family.encode_gauge(value)?;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
 /// Every metric the gateway keeps.
 pub struct Metrics {
     registry: Registry,
@@ -78,6 +194,7 @@ pub struct Metrics {
     plugin_instances: Family<PluginLabel, Gauge>,
     reloads: Family<ResultLabel, Counter>,
     upstream_healthy: Family<TargetLabels, Gauge>,
+    reported: Arc<Reported>,
 }
 
 impl Default for Metrics {
@@ -133,8 +250,11 @@ impl Default for Metrics {
             "1 while a target takes traffic (passing health checks, not ejected), else 0",
             upstream_healthy.clone(),
         );
+        let reported = Arc::new(Reported::default());
+        registry.register_collector(Box::new(reported.clone()));
         Metrics {
             registry,
+            reported,
             reloads,
             upstream_healthy,
             requests,
@@ -208,6 +328,33 @@ impl Metrics {
         }
     }
 
+    /// `host.counter-add` from a plugin.
+    pub fn plugin_counter(
+        &self,
+        name: &str,
+        labels: Vec<(String, String)>,
+        delta: u64,
+    ) -> Result<(), String> {
+        let delta = i64::try_from(delta).unwrap_or(i64::MAX);
+        self.reported
+            .update(name, labels, true, |v| *v = v.saturating_add(delta))
+    }
+
+    /// `host.gauge-set` from a plugin.
+    pub fn plugin_gauge(
+        &self,
+        name: &str,
+        labels: Vec<(String, String)>,
+        value: i64,
+    ) -> Result<(), String> {
+        self.reported.update(name, labels, false, |v| *v = value)
+    }
+
+    /// A gauge a plugin set (the circuit breaker's state, say).
+    pub fn plugin_gauge_value(&self, name: &str, labels: &[(&str, &str)]) -> Option<i64> {
+        self.reported.gauge(name, labels)
+    }
+
     pub fn set_target_health(&self, upstream: &str, target: &str, up: bool) {
         self.upstream_healthy
             .get_or_create(&TargetLabels {
@@ -240,5 +387,56 @@ impl Metrics {
         // Writing to a String cannot fail.
         let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn labels(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).into(), (*v).into()))
+            .collect()
+    }
+
+    #[test]
+    fn plugin_metrics_are_checked_and_encoded() {
+        let m = Metrics::default();
+        m.plugin_counter("jobs_done", labels(&[("route", "a")]), 2)
+            .unwrap();
+        m.plugin_counter("jobs_done", labels(&[("route", "a")]), 3)
+            .unwrap();
+        m.plugin_gauge("queue_depth", labels(&[]), -4).unwrap();
+        let text = m.encode();
+        assert!(
+            text.contains("gatehouse_jobs_done_total{route=\"a\"} 5"),
+            "{text}"
+        );
+        assert!(text.contains("gatehouse_queue_depth -4"), "{text}");
+
+        for bad in ["Requests", "requests", "x_total", "9lives", "a-b"] {
+            assert!(m.plugin_gauge(bad, vec![], 1).is_err(), "{bad}");
+        }
+        assert!(
+            m.plugin_gauge("jobs_done", vec![], 1).is_err(),
+            "already a counter"
+        );
+        assert!(m.plugin_gauge("g", labels(&[("Bad", "x")]), 1).is_err());
+        let nine: Vec<(String, String)> = (0..9).map(|i| (format!("l{i}"), "v".into())).collect();
+        assert!(m.plugin_gauge("g", nine, 1).is_err());
+        for i in 0..MAX_SERIES_PER_NAME {
+            m.plugin_gauge("wide", labels(&[("n", &i.to_string())]), 1)
+                .unwrap();
+        }
+        assert!(
+            m.plugin_gauge("wide", labels(&[("n", "one-more")]), 1)
+                .is_err()
+        );
+        assert!(
+            m.plugin_gauge("wide", labels(&[("n", "0")]), 2).is_ok(),
+            "existing sets still update"
+        );
     }
 }

@@ -38,6 +38,7 @@ pub mod config;
 mod error;
 mod http;
 pub mod log;
+pub mod metrics;
 pub mod outbound;
 mod reply;
 pub mod state;

@@ -55,7 +55,7 @@ async fn health_routes_plugins_and_upstreams_are_reported() {
             .unwrap_or_else(|| panic!("{n} in {plugins}"))
     };
     let kit = by_name("testkit");
-    assert_eq!(kit["contract"], "gatehouse:plugin@0.1.1");
+    assert_eq!(kit["contract"], "gatehouse:plugin@0.1.2");
     assert_eq!(kit["sha256"].as_str().unwrap().len(), 64);
     let size = std::fs::metadata(plugins_dir().join("testkit.wasm"))
         .unwrap()
@@ -217,4 +217,49 @@ async fn metrics_count_requests_upstream_time_plugin_calls_and_traps() {
     assert!(get(r#"gatehouse_plugin_traps_total{plugin="testkit",reason="trap"}"#) >= 1.0);
     assert!(get(r#"gatehouse_plugin_instances{plugin="add-header"}"#) >= 1.0);
     assert!(text.trim_end().ends_with("# EOF"));
+}
+
+#[tokio::test]
+async fn plugins_report_breaker_state_and_rate_limit_refusals() {
+    let up = Echo::bind("up", "127.0.0.1:0").await.unwrap();
+    let toml = format!(
+        "{SERVER}\nadmin_listen = \"127.0.0.1:0\"\n[upstreams.reported-up]\ntargets = [\"{}\"]\n\
+         [[routes]]\nname = \"reported\"\npath = \"/*\"\nupstream = \"reported-up\"\n\
+         [[routes.plugins]]\nplugin = \"rate-limit\"\nconfig = {{ limit = 4, window = \"1h\", key = \"route\" }}\n\
+         [[routes.plugins]]\nplugin = \"circuit-breaker\"\nconfig = {{ failure_threshold = 2, open_for = \"1h\" }}\n",
+        up.addr
+    );
+    let gw = TestGateway::start(&toml).await;
+    let c = TestClient::default();
+    let fail = [("x-echo-status", "500")];
+    assert_eq!(c.get_with(&gw.url("/x"), &fail).await.status, 500);
+    assert_eq!(c.get_with(&gw.url("/x"), &fail).await.status, 500);
+    assert_eq!(
+        c.get(&gw.url("/x")).await.status,
+        503,
+        "the breaker is open"
+    );
+    assert_eq!(c.get(&gw.url("/x")).await.status, 503);
+    assert_eq!(
+        c.get(&gw.url("/x")).await.status,
+        429,
+        "the limit of 4 is spent"
+    );
+
+    let ups = admin_get(&gw, "/admin/upstreams", &[]).await.json();
+    assert_eq!(ups["upstreams"][0]["circuit"], "open", "{ups}");
+    let text = String::from_utf8(admin_get(&gw, "/metrics", &[]).await.body.to_vec()).unwrap();
+    assert_eq!(
+        sample(&text, r#"gatehouse_circuit_state{upstream="reported-up"}"#),
+        Some(1.0),
+        "{text}"
+    );
+    assert_eq!(
+        sample(
+            &text,
+            r#"gatehouse_ratelimit_rejected_total{route="reported"}"#
+        ),
+        Some(1.0),
+        "{text}"
+    );
 }

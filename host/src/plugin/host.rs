@@ -294,6 +294,24 @@ impl host::Host for StoreData {
             .map_or(0, |d| d.as_millis() as u64)
     }
 
+    fn counter_add(
+        &mut self,
+        name: String,
+        labels: Vec<(String, String)>,
+        delta: u64,
+    ) -> Result<(), String> {
+        self.services.metrics.plugin_counter(&name, labels, delta)
+    }
+
+    fn gauge_set(
+        &mut self,
+        name: String,
+        labels: Vec<(String, String)>,
+        value: i64,
+    ) -> Result<(), String> {
+        self.services.metrics.plugin_gauge(&name, labels, value)
+    }
+
     fn monotonic_ns(&mut self) -> u64 {
         static START: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
         START

@@ -1,7 +1,7 @@
 //! The breaker's state machine, kept in host state and changed only by
 //! compare-and-swap, so concurrent instances agree on every transition.
 
-use gatehouse_sdk::{log, state};
+use gatehouse_sdk::{log, metrics, state};
 use std::time::Duration;
 
 pub enum Trip {
@@ -104,6 +104,17 @@ impl Breaker {
                                 name(current),
                                 name(next)
                             ));
+                            // For /metrics and the admin API: 0 closed, 1 open, 2 half-open.
+                            let code = match next {
+                                State::Closed { .. } => 0,
+                                State::Open { .. } => 1,
+                                State::HalfOpen { .. } => 2,
+                            };
+                            if let Err(e) =
+                                metrics::gauge_set("circuit_state", &[("upstream", upstream)], code)
+                            {
+                                log::warn(&format!("circuit_state not reported: {e}"));
+                            }
                         }
                         return out;
                     }

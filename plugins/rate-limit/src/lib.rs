@@ -28,7 +28,7 @@ mod algorithm;
 use algorithm::{Algorithm, Decision};
 use gatehouse_sdk::config::Duration;
 use gatehouse_sdk::{
-    Action, Context, Error, Outcome, Plugin, Reply, Request, Response, Result, export,
+    Action, Context, Error, Outcome, Plugin, Reply, Request, Response, Result, export, log, metrics,
 };
 use serde::Deserialize;
 
@@ -117,6 +117,10 @@ impl Plugin for RateLimit {
             ("ratelimit-reset", d.reset_secs.to_string()),
         ];
         if !d.allowed {
+            let route = ctx.route();
+            if let Err(e) = metrics::counter_add("ratelimit_rejected", &[("route", &route)], 1) {
+                log::warn(&format!("ratelimit_rejected not counted: {e}"));
+            }
             let mut reply = Reply::error(ctx, 429, "rate limit exceeded")
                 .header("retry-after", d.retry_after_secs.to_string());
             for (n, v) in headers {
