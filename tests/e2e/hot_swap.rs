@@ -152,6 +152,21 @@ async fn bad_files_are_refused_and_a_removed_file_keeps_serving() {
         );
     }
 
+    // Over the size cap (a sparse file: nothing is written, nothing read).
+    let before = swap.last_reload_at().await;
+    let huge = std::fs::File::create(swap.file()).unwrap();
+    huge.set_len(gatehouse::plugin::MAX_PLUGIN_FILE + 1)
+        .unwrap();
+    drop(huge);
+    let report = swap.next_reload(before).await;
+    assert!(
+        report["errors"]
+            .to_string()
+            .contains("over the 64 MiB limit"),
+        "{report}"
+    );
+    assert!(swap.runs_cors().await);
+
     let before = swap.last_reload_at().await;
     std::fs::remove_file(swap.file()).unwrap();
     let report = swap.next_reload(before).await;
@@ -178,4 +193,25 @@ async fn an_edited_config_file_reloads_by_itself() {
     let c = TestClient::default();
     assert_eq!(c.get(&swap.gw.url("/x")).await.status, 404);
     assert_eq!(c.get(&swap.gw.url("/v2/x")).await.status, 200);
+}
+
+#[tokio::test]
+async fn a_new_plugin_file_becomes_usable_by_name() {
+    let swap = Swap::start("cors").await;
+    let before = swap.last_reload_at().await;
+    std::fs::copy(built("add-header"), swap.plugins.path().join("fresh.wasm")).unwrap();
+    // The file alone changes nothing that runs: the reload it causes succeeds.
+    assert_eq!(swap.next_reload(before).await["ok"], true);
+
+    let path = swap.gw.dir().join("gatehouse.toml");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let before = swap.last_reload_at().await;
+    std::fs::write(
+        &path,
+        format!("{text}[[routes.plugins]]\nplugin = \"fresh\"\nconfig = {{ name = \"x-fresh\", value = \"yes\" }}\n"),
+    )
+    .unwrap();
+    assert_eq!(swap.next_reload(before).await["ok"], true);
+    let seen = TestClient::default().get(&swap.gw.url("/x")).await;
+    assert_eq!(seen.upstream_header("x-fresh").as_deref(), Some("yes"));
 }

@@ -200,17 +200,19 @@ impl Runtime {
     /// Compiles and links `NAME.wasm`, refusing anything that is not a
     /// component of the `gatehouse:plugin` world.
     pub fn load(&self, name: &str, path: &Path) -> Result<Arc<LoadedPlugin>, PluginError> {
-        let bytes = std::fs::read(path).map_err(|e| {
+        let cannot_read = |e: std::io::Error| {
             PluginError::Load(format!("cannot read plugin file {}: {e}", path.display()))
-        })?;
-        if bytes.len() as u64 > MAX_PLUGIN_FILE {
+        };
+        // Checked before reading, so an oversized file is never read in.
+        let size = std::fs::metadata(path).map_err(cannot_read)?.len();
+        if size > MAX_PLUGIN_FILE {
             return Err(PluginError::Load(format!(
-                "{} is {} bytes, over the {} MiB limit for plugin files",
+                "{} is {size} bytes, over the {} MiB limit for plugin files",
                 path.display(),
-                bytes.len(),
                 MAX_PLUGIN_FILE >> 20
             )));
         }
+        let bytes = std::fs::read(path).map_err(cannot_read)?;
         check_header(&bytes).map_err(|m| PluginError::Load(format!("{}: {m}", path.display())))?;
         let (component, digest) = self.compile(&bytes).map_err(|e| {
             PluginError::Load(format!(
