@@ -35,6 +35,8 @@ pub struct Live {
 /// The outcome of the last reload.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct ReloadReport {
+    /// Reloads tried since start, this one included.
+    pub number: u64,
     pub at_ms: u64,
     pub ok: bool,
     pub errors: Vec<String>,
@@ -102,13 +104,17 @@ impl Live {
             Err(ReloadError::Invalid(errs)) => errs.0.iter().map(|e| e.to_string()).collect(),
             Err(other) => vec![other.to_string()],
         };
-        *self.last_reload.lock().unwrap_or_else(|p| p.into_inner()) = Some(ReloadReport {
+        let mut last = self.last_reload.lock().unwrap_or_else(|p| p.into_inner());
+        let number = last.as_ref().map_or(1, |r| r.number + 1);
+        *last = Some(ReloadReport {
+            number,
             at_ms: std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_or(0, |d| d.as_millis() as u64),
             ok: result.is_ok(),
             errors,
         });
+        drop(last);
         match result {
             Ok(new) => {
                 let routes = new.config.routes.len();

@@ -215,3 +215,31 @@ async fn a_new_plugin_file_becomes_usable_by_name() {
     let seen = TestClient::default().get(&swap.gw.url("/x")).await;
     assert_eq!(seen.upstream_header("x-fresh").as_deref(), Some("yes"));
 }
+
+#[tokio::test]
+async fn a_file_still_being_written_is_read_once_complete() {
+    let swap = Swap::start("cors").await;
+    let before = swap.last_reload_at().await;
+    let number = swap.plugins_report().await["last_reload"]["number"]
+        .as_u64()
+        .unwrap_or(0);
+    let full = std::fs::read(built("transform")).unwrap();
+    let (first, rest) = full.split_at(full.len() / 2);
+    std::fs::write(swap.file(), first).unwrap();
+    // Well inside the quiet time a reload waits for.
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    let mut file = std::fs::OpenOptions::new()
+        .append(true)
+        .open(swap.file())
+        .unwrap();
+    std::io::Write::write_all(&mut file, rest).unwrap();
+    drop(file);
+    let report = swap.next_reload(before).await;
+    assert_eq!(report["ok"], true, "{report}");
+    assert_eq!(
+        report["number"],
+        number + 1,
+        "one reload, of the complete file: {report}"
+    );
+    assert!(!swap.runs_cors().await);
+}

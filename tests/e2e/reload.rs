@@ -172,3 +172,35 @@ async fn sighup_reloads_the_running_binary() {
     let _ = child.kill();
     let _ = child.wait();
 }
+
+#[tokio::test]
+async fn an_open_breaker_stays_open_across_a_reload() {
+    let up = Echo::bind("up", "127.0.0.1:0").await.unwrap();
+    let toml = |extra: &str| {
+        format!(
+            "{SERVER}\n[upstreams.breaker-reload-up]\ntargets = [\"{}\"]\n\
+             [[routes]]\nname = \"breaker-reload\"\npath = \"/*\"\nupstream = \"breaker-reload-up\"\n\
+             [[routes.plugins]]\nplugin = \"circuit-breaker\"\nconfig = {{ failure_threshold = 2, open_for = \"1h\" }}\n{extra}",
+            up.addr
+        )
+    };
+    let gw = TestGateway::start(&toml("")).await;
+    let c = TestClient::default();
+    for _ in 0..2 {
+        let seen = c.get_with(&gw.url("/x"), &[("x-echo-status", "500")]).await;
+        assert_eq!(seen.status, 500);
+    }
+    assert_eq!(c.get(&gw.url("/x")).await.status, 503);
+    let extra = route("breaker-reload-extra", "/extra/*", "1")
+        .replace("upstream = \"up\"", "upstream = \"breaker-reload-up\"");
+    gw.rewrite(&toml(&extra));
+    assert_eq!(gw.reload().await, Ok(2));
+    let seen = c.get(&gw.url("/x")).await;
+    assert_eq!(seen.status, 503);
+    assert_eq!(seen.json()["error"], "circuit breaker open");
+    assert_eq!(
+        up.requests(),
+        2,
+        "the upstream was not contacted while open"
+    );
+}

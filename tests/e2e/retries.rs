@@ -106,3 +106,30 @@ async fn attempts_are_bounded() {
     assert_eq!(seen.status, 503, "the last answer is passed on");
     assert_eq!(a.hits() + b.hits(), 4, "one try and three retries");
 }
+
+#[tokio::test]
+async fn all_tries_share_the_upstream_timeout() {
+    let a = Echo::bind("a", "127.0.0.1:0").await.unwrap();
+    let b = Echo::bind("b", "127.0.0.1:0").await.unwrap();
+    let toml = format!(
+        "{SERVER}\n[upstreams.up]\ntargets = [\"{}\", \"{}\"]\ntimeout = \"300ms\"\n\
+         retries = {{ attempts = 5, on = [\"timeout\"], backoff = \"1ms\" }}\n\
+         [[routes]]\nname = \"retry-timeout\"\npath = \"/*\"\nupstream = \"up\"\n",
+        a.addr, b.addr
+    );
+    let gw = TestGateway::start(&toml).await;
+    let started = std::time::Instant::now();
+    let seen = TestClient::default()
+        .get_with(&gw.url("/x"), &[("x-echo-delay-ms", "2000")])
+        .await;
+    assert_error_body(&seen, 504);
+    let took = started.elapsed();
+    assert!(
+        took < std::time::Duration::from_millis(900),
+        "five tries of 300 ms were not cut: {took:?}"
+    );
+    assert!(
+        a.requests() + b.requests() <= 2,
+        "no try starts once the time is spent"
+    );
+}
