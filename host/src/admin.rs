@@ -1,6 +1,7 @@
 //! The admin API, on its own listener (`server.admin_listen`, off unless
-//! set): liveness and readiness, and what the gateway is running. JSON
-//! answers; `server.admin_token`, when set, is required as a bearer token.
+//! set): liveness and readiness, what the gateway is running, Prometheus
+//! metrics, and reload. JSON answers (`/metrics` excepted);
+//! `server.admin_token`, when set, is required as a bearer token.
 
 use crate::error::{Body, full};
 use crate::gateway::Gateway;
