@@ -1,70 +1,220 @@
-//! Edits of JSON values by dotted path. A path walks through objects by
+//! Edits of JSON documents by dotted path. A path walks through objects by
 //! key and through arrays element by element, so `items.secret` reaches
 //! `secret` in every object of the `items` array; a top-level array is
 //! walked the same way.
+//!
+//! The document is checked whole, but only the objects and arrays a rule
+//! walks through are taken apart: everything else is copied through as the
+//! upstream wrote it. A response edit costs about one pass over the body,
+//! not a tree of allocations, and untouched parts keep their key order and
+//! formatting.
 
-use serde_json::Value;
+use serde::de::{Deserialize, Deserializer, MapAccess, Visitor};
+use serde_json::value::RawValue;
+use std::borrow::Cow;
+use std::fmt;
+
+/// A JSON value, taken apart only where an edit needed to look inside.
+pub enum Node<'a> {
+    /// Untouched: the upstream's text.
+    Raw(&'a RawValue),
+    Object(Members<'a>),
+    Array(Vec<Node<'a>>),
+}
+
+/// An object's members in the order written.
+pub type Members<'a> = Vec<(Key<'a>, Node<'a>)>;
+
+/// An object key: borrowed from the body unless it held escapes.
+pub struct Key<'a>(Cow<'a, str>);
+
+impl<'a> Node<'a> {
+    /// The whole body, if it is one valid JSON value.
+    pub fn parse(body: &'a [u8]) -> Option<Node<'a>> {
+        // An object or array is opened as it is checked: one pass, not two.
+        match body.iter().find(|b| !b.is_ascii_whitespace()) {
+            Some(b'{') => serde_json::from_slice::<MembersOf<'a>>(body)
+                .ok()
+                .map(|m| Node::Object(m.0)),
+            Some(b'[') => serde_json::from_slice::<Vec<&'a RawValue>>(body)
+                .ok()
+                .map(|items| Node::Array(items.into_iter().map(Node::Raw).collect())),
+            _ => serde_json::from_slice::<&RawValue>(body)
+                .ok()
+                .map(Node::Raw),
+        }
+    }
+
+    /// Turns a raw object or array into its members; scalars stay raw.
+    fn open(&mut self) {
+        if let Node::Raw(raw) = self
+            && let Some(node @ (Node::Object(_) | Node::Array(_))) =
+                Node::parse(raw.get().as_bytes())
+        {
+            *self = node;
+        }
+    }
+
+    /// The document as JSON text.
+    pub fn to_vec(&self, capacity: usize) -> Vec<u8> {
+        let mut out = Vec::with_capacity(capacity);
+        self.write(&mut out);
+        out
+    }
+
+    fn write(&self, out: &mut Vec<u8>) {
+        match self {
+            Node::Raw(raw) => out.extend_from_slice(raw.get().as_bytes()),
+            Node::Object(members) => {
+                out.push(b'{');
+                for (i, (key, value)) in members.iter().enumerate() {
+                    if i > 0 {
+                        out.push(b',');
+                    }
+                    // Writing a str into a Vec cannot fail.
+                    let _ = serde_json::to_writer(&mut *out, &*key.0);
+                    out.push(b':');
+                    value.write(out);
+                }
+                out.push(b'}');
+            }
+            Node::Array(items) => {
+                out.push(b'[');
+                for (i, item) in items.iter().enumerate() {
+                    if i > 0 {
+                        out.push(b',');
+                    }
+                    item.write(out);
+                }
+                out.push(b']');
+            }
+        }
+    }
+}
 
 /// Removes the field at `path`, wherever it exists.
-pub fn remove(value: &mut Value, path: &str) {
+pub fn remove(node: &mut Node<'_>, path: &str) {
     let parts: Vec<&str> = path.split('.').collect();
-    edit(value, &parts, &mut |obj, last| {
-        obj.remove(last);
+    edit(node, &parts, &mut |members, last| {
+        members.retain(|(k, _)| k.0 != last);
     });
 }
 
-/// Renames the field at `from` (a dotted path) to the key `to`, in place.
-pub fn rename(value: &mut Value, from: &str, to: &str) {
+/// Renames the field at `from` (a dotted path) to the key `to`, in place. A
+/// field already named `to` is replaced, as is any repeat of `from`.
+pub fn rename(node: &mut Node<'_>, from: &str, to: &str) {
     let parts: Vec<&str> = from.split('.').collect();
-    edit(value, &parts, &mut |obj, last| {
-        if let Some(v) = obj.remove(last) {
-            obj.insert(to.to_owned(), v);
-        }
+    edit(node, &parts, &mut |members, last| {
+        // The last of repeated keys is the one a JSON reader keeps.
+        let Some(at) = members.iter().rposition(|(k, _)| k.0 == last) else {
+            return;
+        };
+        members[at].0 = Key(Cow::Owned(to.to_owned()));
+        let mut i = 0;
+        members.retain(|(k, _)| {
+            let keep = i == at || (k.0 != last && k.0 != to);
+            i += 1;
+            keep
+        });
     });
 }
 
 /// Keeps only the listed top-level fields (of each object in a top-level array).
-pub fn keep(value: &mut Value, fields: &[String]) {
-    match value {
-        Value::Object(obj) => obj.retain(|k, _| fields.iter().any(|f| f == k)),
-        Value::Array(items) => items.iter_mut().for_each(|v| keep(v, fields)),
-        _ => {}
+pub fn keep(node: &mut Node<'_>, fields: &[String]) {
+    node.open();
+    match node {
+        Node::Object(members) => members.retain(|(k, _)| fields.iter().any(|f| *f == k.0)),
+        Node::Array(items) => items.iter_mut().for_each(|v| keep(v, fields)),
+        Node::Raw(_) => {}
     }
 }
 
 /// Walks to the objects that hold the path's last key and applies `f`.
-fn edit(
-    value: &mut Value,
-    path: &[&str],
-    f: &mut dyn FnMut(&mut serde_json::Map<String, Value>, &str),
-) {
-    match value {
-        Value::Array(items) => items.iter_mut().for_each(|v| edit(v, path, f)),
-        Value::Object(obj) => match path {
+fn edit(node: &mut Node<'_>, path: &[&str], f: &mut dyn FnMut(&mut Members<'_>, &str)) {
+    node.open();
+    match node {
+        Node::Array(items) => items.iter_mut().for_each(|v| edit(v, path, f)),
+        Node::Object(members) => match path {
             [] => {}
-            [last] => f(obj, last),
+            [last] => f(members, last),
             [first, rest @ ..] => {
-                if let Some(child) = obj.get_mut(*first) {
+                for (_, child) in members.iter_mut().filter(|(k, _)| k.0 == *first) {
                     edit(child, rest, f);
                 }
             }
         },
-        _ => {}
+        Node::Raw(_) => {}
+    }
+}
+
+/// An object's members in the order written, values left raw.
+struct MembersOf<'a>(Members<'a>);
+
+impl<'de: 'a, 'a> Deserialize<'de> for MembersOf<'a> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = MembersOf<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<M: MapAccess<'de>>(self, mut map: M) -> Result<Self::Value, M::Error> {
+                let mut members = Vec::with_capacity(map.size_hint().unwrap_or(8));
+                while let Some((key, value)) = map.next_entry::<Key<'de>, &'de RawValue>()? {
+                    members.push((key, Node::Raw(value)));
+                }
+                Ok(MembersOf(members))
+            }
+        }
+        d.deserialize_map(V)
+    }
+}
+
+impl<'de: 'a, 'a> Deserialize<'de> for Key<'a> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Key<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("an object key")
+            }
+            fn visit_borrowed_str<E>(self, s: &'de str) -> Result<Key<'de>, E> {
+                Ok(Key(Cow::Borrowed(s)))
+            }
+            fn visit_str<E>(self, s: &str) -> Result<Key<'de>, E> {
+                Ok(Key(Cow::Owned(s.to_owned())))
+            }
+            fn visit_string<E>(self, s: String) -> Result<Key<'de>, E> {
+                Ok(Key(Cow::Owned(s)))
+            }
+        }
+        d.deserialize_str(V)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
+    use serde_json::{Value, json};
+
+    fn edited(input: &str, f: impl FnOnce(&mut Node<'_>)) -> Value {
+        let mut node = Node::parse(input.as_bytes()).expect("valid JSON");
+        f(&mut node);
+        serde_json::from_slice(&node.to_vec(input.len())).expect("the output is JSON")
+    }
 
     #[test]
     fn removes_through_objects_and_arrays() {
-        let mut v = json!({"internal": 1, "meta": {"secret": 2, "page": 1}, "items": [{"secret": 3, "id": 1}, {"id": 2}]});
-        remove(&mut v, "internal");
-        remove(&mut v, "meta.secret");
-        remove(&mut v, "items.secret");
-        remove(&mut v, "absent.path");
+        let v = edited(
+            r#"{"internal": 1, "meta": {"secret": 2, "page": 1}, "items": [{"secret": 3, "id": 1}, {"id": 2}]}"#,
+            |n| {
+                remove(n, "internal");
+                remove(n, "meta.secret");
+                remove(n, "items.secret");
+                remove(n, "absent.path");
+                remove(n, "meta.page.deeper");
+            },
+        );
         assert_eq!(
             v,
             json!({"meta": {"page": 1}, "items": [{"id": 1}, {"id": 2}]})
@@ -73,9 +223,46 @@ mod tests {
 
     #[test]
     fn renames_and_keeps() {
-        let mut v = json!([{"fullName": "Ada", "id": 1, "pw": "x"}]);
-        rename(&mut v, "fullName", "name");
-        keep(&mut v, &["id".into(), "name".into()]);
-        assert_eq!(v, json!([{"name": "Ada", "id": 1}]));
+        let v = edited(r#"[{"fullName": "Ada", "id": 1, "pw": "x"}, 7]"#, |n| {
+            rename(n, "fullName", "name");
+            keep(n, &["id".into(), "name".into()]);
+        });
+        assert_eq!(v, json!([{"name": "Ada", "id": 1}, 7]));
+    }
+
+    #[test]
+    fn rename_replaces_an_existing_key_and_keeps_the_place() {
+        let mut node =
+            Node::parse(br#"{"a":1,"name":"old","b":2,"fullName":"Ada"}"#).expect("JSON");
+        rename(&mut node, "fullName", "name");
+        assert_eq!(node.to_vec(0), br#"{"a":1,"b":2,"name":"Ada"}"#);
+    }
+
+    #[test]
+    fn untouched_parts_are_copied_as_written() {
+        let input = r#"{ "b" : [1, 2] , "a":{"x" : "\u00e9"},"drop":true }"#;
+        let mut node = Node::parse(input.as_bytes()).expect("JSON");
+        remove(&mut node, "drop");
+        assert_eq!(
+            String::from_utf8(node.to_vec(0)).expect("utf-8"),
+            r#"{"b":[1, 2],"a":{"x" : "\u00e9"}}"#
+        );
+    }
+
+    #[test]
+    fn escaped_keys_are_matched_and_written_back_escaped() {
+        let v = edited(r#"{"tab\tkey": 1, "qu\"ote": 2, "caf\u00e9": 3}"#, |n| {
+            remove(n, "tab\tkey");
+            rename(n, "café", "cafe");
+        });
+        assert_eq!(v, json!({"qu\"ote": 2, "cafe": 3}));
+    }
+
+    #[test]
+    fn invalid_documents_are_refused_whole() {
+        assert!(Node::parse(br#"{"a": 1"#).is_none());
+        assert!(Node::parse(br#"{"a": [1,}"#).is_none());
+        assert!(Node::parse(br#"{"a": 1} trailing"#).is_none());
+        assert!(Node::parse(b"").is_none());
     }
 }

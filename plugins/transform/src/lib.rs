@@ -187,18 +187,18 @@ impl Plugin for Transform {
                 .header("content-type")
                 .is_some_and(|ct| ct.to_ascii_lowercase().contains("json"));
             if let (true, Some(body)) = (is_json, resp.body())
-                && let Ok(mut value) = serde_json::from_slice::<serde_json::Value>(&body)
+                && let Some(mut doc) = json::Node::parse(&body)
             {
                 for path in &rules.remove_json_fields {
-                    json::remove(&mut value, path);
+                    json::remove(&mut doc, path);
                 }
                 for (from, to) in &rules.rename_json_fields {
-                    json::rename(&mut value, from, to);
+                    json::rename(&mut doc, from, to);
                 }
                 if let Some(keep) = &rules.keep_json_fields {
-                    json::keep(&mut value, keep);
+                    json::keep(&mut doc, keep);
                 }
-                resp.set_body(serde_json::to_vec(&value)?)?;
+                resp.set_body(doc.to_vec(body.len()))?;
             }
         }
         Ok(())
