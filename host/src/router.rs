@@ -16,6 +16,7 @@
 //! backtrack on, hence this small trie.)
 
 use http::{HeaderMap, Method};
+use smallvec::SmallVec;
 use std::collections::HashMap;
 
 /// One segment of a route path.
@@ -135,7 +136,9 @@ pub enum Match {
 
 #[derive(Default)]
 struct Node {
-    literals: HashMap<String, Node>,
+    /// Keyed by segment. A fast hash: the keys come from the config and
+    /// requests only look up, so they cannot degrade the table.
+    literals: HashMap<String, Node, foldhash::fast::RandomState>,
     param: Option<Box<Node>>,
     /// Routes whose pattern ends exactly here.
     exact: Vec<usize>,
@@ -181,26 +184,18 @@ impl Router {
         headers: &HeaderMap,
         path: &str,
     ) -> Match {
-        let segments: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
         let mut search = Search {
             router: self,
             method,
             host,
             headers,
             allow: Vec::new(),
-            found: Vec::new(),
+            best: None,
         };
+        // On the stack for any sane path.
+        let segments: SmallVec<[&str; 16]> = segments(path).collect();
         search.walk(&self.root, &segments);
-        // `found` is in path-specificity order; prefer routes that asked for
-        // more (host, headers), keeping the earliest among equals.
-        let best = search
-            .found
-            .iter()
-            .copied()
-            .fold(None::<usize>, |best, i| match best {
-                Some(b) if self.routes[b].1.asks() >= self.routes[i].1.asks() => Some(b),
-                _ => Some(i),
-            });
+        let best = search.best;
         match best {
             Some(route) => {
                 let params = self.params(route, &segments);
@@ -246,36 +241,46 @@ fn sort_candidates(node: &mut Node, weights: &[(bool, usize, bool)]) {
     }
 }
 
+/// A path's non-empty segments.
+fn segments(path: &str) -> impl Iterator<Item = &str> {
+    path.split('/').filter(|s| !s.is_empty())
+}
+
 struct Search<'a> {
     router: &'a Router,
     method: &'a Method,
     host: Option<&'a str>,
     headers: &'a HeaderMap,
     allow: Vec<Method>,
-    /// Routes that match, most specific path first (one per trie node).
-    found: Vec<usize>,
+    /// The best match so far. Nodes are visited most specific path first,
+    /// so a later match wins only by asking for more (host, headers).
+    best: Option<usize>,
 }
 
 impl Search<'_> {
     fn walk(&mut self, node: &Node, rest: &[&str]) {
         match rest.split_first() {
             None => self.pick(&node.exact),
-            Some((first, tail)) => {
+            Some((first, rest)) => {
                 if let Some(child) = node.literals.get(*first) {
-                    self.walk(child, tail);
+                    self.walk(child, rest);
                 }
                 if let Some(child) = node.param.as_deref() {
-                    self.walk(child, tail);
+                    self.walk(child, rest);
                 }
             }
         }
         self.pick(&node.tail);
     }
 
-    /// Records the first candidate of a node that matches (they are sorted).
+    /// Considers the first candidate of a node that matches (they are sorted).
     fn pick(&mut self, candidates: &[usize]) {
         if let Some(i) = self.first_match(candidates) {
-            self.found.push(i);
+            let routes = &self.router.routes;
+            match self.best {
+                Some(b) if routes[b].1.asks() >= routes[i].1.asks() => {}
+                _ => self.best = Some(i),
+            }
         }
     }
 
