@@ -4,7 +4,8 @@
 # the route, and the quickstart's users route (jwt-auth HS256 + rate-limit +
 # transform + circuit-breaker, with a valid token) against the same route
 # without plugins; then the criterion micro-benchmarks (each plugin's warm
-# cost, the users chain, the router).
+# cost, the users chain, the router); then start-up time with an empty and a
+# warm compile cache (bench/startup.sh).
 #
 #   bench/run.sh            # 10 s per case
 #   DURATION=30s bench/run.sh
@@ -118,3 +119,7 @@ PY
 echo
 echo "== warm plugin call and router (criterion)"
 cargo bench -p gatehouse-bench --bench plugin_call --bench router -- --warm-up-time 1 --measurement-time 3 2>&1 | grep -E '^(plugin|chain|router)|time:'
+
+echo
+echo "== start-up"
+RUNS=3 bench/startup.sh

@@ -113,8 +113,23 @@ fn main() -> ExitCode {
     }
 }
 
+/// The plugin runtime, with the compile cache the config asks for (a cache
+/// that cannot be used is reported and left off, never fatal).
+fn runtime(config: &Config) -> anyhow::Result<Runtime> {
+    let mut runtime = Runtime::new().context("starting the plugin runtime")?;
+    if let Some(dir) = &config.server.compile_cache
+        && let Err(e) = runtime.use_disk_cache(dir)
+    {
+        tracing::warn!(
+            dir = %dir.display(),
+            "the compile cache is off: {e}"
+        );
+    }
+    Ok(runtime)
+}
+
 async fn run_check(path: &Path, config: &Config) -> anyhow::Result<ExitCode> {
-    let runtime = Runtime::new().context("starting the plugin runtime")?;
+    let runtime = runtime(config)?;
     match Gateway::build(config, &runtime).await {
         Ok(gw) => {
             let entries: usize = gw.chains().map(|(_, c)| c.entries.len()).sum();
@@ -138,7 +153,7 @@ async fn run(
     access_log: Option<AccessLog>,
     watch: bool,
 ) -> anyhow::Result<ExitCode> {
-    let runtime = Arc::new(Runtime::new().context("starting the plugin runtime")?);
+    let runtime = Arc::new(runtime(config)?);
     let gateway = match Gateway::build(config, &runtime).await {
         Ok(g) => match access_log {
             Some(log) => g.with_access_log(log),

@@ -6,6 +6,7 @@ mod admin;
 mod api_key;
 mod cache;
 mod circuit_breaker;
+mod compile_cache;
 mod config;
 mod cors;
 mod health;

@@ -60,6 +60,8 @@ pub struct Server {
     pub admin_listen: Option<SocketAddr>,
     /// A bearer token the admin API requires (always, when set).
     pub admin_token: Option<String>,
+    /// Where compiled plugins are kept across restarts; `None` when off.
+    pub compile_cache: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone)]
@@ -283,6 +285,11 @@ impl Validator<'_> {
                 .map_or(std::time::Duration::from_secs(30), |d| d.0),
             admin_listen,
             admin_token,
+            compile_cache: match raw.compile_cache.as_deref() {
+                Some("off") => None,
+                Some(dir) => Some(base.join(dir)),
+                None => default_compile_cache(),
+            },
         })
     }
 
@@ -493,4 +500,16 @@ impl Validator<'_> {
             }
         }
     }
+}
+
+/// `$XDG_CACHE_HOME/gatehouse/compiled`, else `~/.cache/gatehouse/compiled`.
+fn default_compile_cache() -> Option<PathBuf> {
+    let non_empty = |k: &str| {
+        std::env::var_os(k)
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from)
+    };
+    non_empty("XDG_CACHE_HOME")
+        .or_else(|| non_empty("HOME").map(|h| h.join(".cache")))
+        .map(|d| d.join("gatehouse").join("compiled"))
 }

@@ -4,6 +4,7 @@
 
 mod bindings;
 mod chain;
+mod disk_cache;
 mod exchange;
 mod host;
 mod outbound;
@@ -135,7 +136,30 @@ pub struct LoadedPlugin {
     /// The file's size in bytes.
     pub size: u64,
     pub loaded_at: std::time::SystemTime,
+    /// Where the machine code came from.
+    pub compiled: Compiled,
     pre: PluginPre<StoreData>,
+}
+
+/// Where a loaded plugin's machine code came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Compiled {
+    /// Compiled now.
+    Compiler,
+    /// The same file was loaded before by this process.
+    Memory,
+    /// The gateway's compile cache on disk.
+    Disk,
+}
+
+impl Compiled {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Compiled::Compiler => "compiler",
+            Compiled::Memory => "memory-cache",
+            Compiled::Disk => "disk-cache",
+        }
+    }
 }
 
 /// The engine and everything shared by all plugins.
@@ -148,6 +172,8 @@ pub struct Runtime {
     /// the same file again (another gateway, a reload) skips the compiler.
     /// Bounded, so replaced versions do not pile up.
     compiled: std::sync::Mutex<lru::LruCache<[u8; 32], Component>>,
+    /// Compiled components kept across restarts, when enabled.
+    disk: Option<disk_cache::DiskCache>,
     stop_ticker: Arc<AtomicBool>,
 }
 
@@ -193,6 +219,7 @@ impl Runtime {
             linker,
             services: Arc::new(Services::default()),
             compiled: std::sync::Mutex::new(lru::LruCache::new(COMPILED_CACHE)),
+            disk: None,
             stop_ticker,
         })
     }
@@ -214,7 +241,7 @@ impl Runtime {
         }
         let bytes = std::fs::read(path).map_err(cannot_read)?;
         check_header(&bytes).map_err(|m| PluginError::Load(format!("{}: {m}", path.display())))?;
-        let (component, digest) = self.compile(&bytes).map_err(|e| {
+        let (component, digest, compiled) = self.compile(&bytes).map_err(|e| {
             PluginError::Load(format!(
                 "{}: invalid component: {}",
                 path.display(),
@@ -238,16 +265,36 @@ impl Runtime {
             sha256: digest.iter().map(|b| format!("{b:02x}")).collect(),
             size: bytes.len() as u64,
             loaded_at: std::time::SystemTime::now(),
+            compiled,
             pre,
         }))
     }
 }
 
 impl Runtime {
-    /// The compiled component and the SHA-256 it is cached by.
-    fn compile(&self, bytes: &[u8]) -> wasmtime::Result<(Component, [u8; 32])> {
+    /// Keeps compiled plugins in `dir` across restarts (created private if
+    /// missing; refused if another user could write to it).
+    pub fn use_disk_cache(&mut self, dir: &Path) -> std::io::Result<()> {
+        self.disk = Some(disk_cache::DiskCache::open(dir, &self.engine)?);
+        Ok(())
+    }
+
+    /// The compile cache's directory, when there is one.
+    pub fn disk_cache_dir(&self) -> Option<&Path> {
+        self.disk.as_ref().map(|d| d.dir())
+    }
+
+    /// The compiled component, the SHA-256 it is cached by, and where it
+    /// came from: memory, the disk cache, or the compiler.
+    fn compile(&self, bytes: &[u8]) -> wasmtime::Result<(Component, [u8; 32], Compiled)> {
         use sha2::Digest;
         let key: [u8; 32] = sha2::Sha256::digest(bytes).into();
+        let remembered = |c: &Component| {
+            self.compiled
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .put(key, c.clone());
+        };
         let cached = self
             .compiled
             .lock()
@@ -255,15 +302,19 @@ impl Runtime {
             .get(&key)
             .cloned();
         if let Some(c) = cached {
-            return Ok((c, key));
+            return Ok((c, key, Compiled::Memory));
+        }
+        if let Some(c) = self.disk.as_ref().and_then(|d| d.load(&self.engine, &key)) {
+            remembered(&c);
+            return Ok((c, key, Compiled::Disk));
         }
         // Compiled outside the lock: other plugins may compile meanwhile.
         let component = Component::from_binary(&self.engine, bytes)?;
-        self.compiled
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .put(key, component.clone());
-        Ok((component, key))
+        remembered(&component);
+        if let Some(disk) = &self.disk {
+            disk.store(&key, &component);
+        }
+        Ok((component, key, Compiled::Compiler))
     }
 }
 
