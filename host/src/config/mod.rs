@@ -269,6 +269,15 @@ impl Validator<'_> {
                 }
             }
         }
+        let compile_cache = match raw.compile_cache {
+            None => default_compile_cache(),
+            Some(c) if c.get_ref() == "off" => None,
+            Some(c) if c.get_ref().trim().is_empty() => self.err(
+                c.span(),
+                "server.compile_cache is empty: name a folder for compiled plugins, or \"off\"",
+            ),
+            Some(c) => Some(base.join(c.get_ref())),
+        };
         Some(Server {
             listen: listen?,
             plugins_dir,
@@ -285,11 +294,7 @@ impl Validator<'_> {
                 .map_or(std::time::Duration::from_secs(30), |d| d.0),
             admin_listen,
             admin_token,
-            compile_cache: match raw.compile_cache.as_deref() {
-                Some("off") => None,
-                Some(dir) => Some(base.join(dir)),
-                None => default_compile_cache(),
-            },
+            compile_cache,
         })
     }
 

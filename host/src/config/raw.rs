@@ -31,7 +31,7 @@ pub struct RawServer {
     pub shutdown_timeout: Option<Duration>,
     pub admin_listen: Option<Spanned<String>>,
     pub admin_token: Option<String>,
-    pub compile_cache: Option<String>,
+    pub compile_cache: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
