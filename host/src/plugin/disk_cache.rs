@@ -46,13 +46,9 @@ impl DiskCache {
         })
     }
 
-    pub fn dir(&self) -> &Path {
-        &self.dir
-    }
-
     fn path(&self, digest: &[u8; 32]) -> PathBuf {
-        let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
-        self.dir.join(format!("{hex}-{}.{EXT}", self.engine))
+        let name = format!("{}-{}.{EXT}", super::hex(digest), self.engine);
+        self.dir.join(name)
     }
 
     /// The component compiled earlier from the file with this digest.

@@ -262,7 +262,7 @@ impl Runtime {
         Ok(Arc::new(LoadedPlugin {
             name: Arc::from(name),
             path: path.to_path_buf(),
-            sha256: digest.iter().map(|b| format!("{b:02x}")).collect(),
+            sha256: hex(&digest),
             size: bytes.len() as u64,
             loaded_at: std::time::SystemTime::now(),
             compiled,
@@ -277,11 +277,6 @@ impl Runtime {
     pub fn use_disk_cache(&mut self, dir: &Path) -> std::io::Result<()> {
         self.disk = Some(disk_cache::DiskCache::open(dir, &self.engine)?);
         Ok(())
-    }
-
-    /// The compile cache's directory, when there is one.
-    pub fn disk_cache_dir(&self) -> Option<&Path> {
-        self.disk.as_ref().map(|d| d.dir())
     }
 
     /// The compiled component, the SHA-256 it is cached by, and where it
@@ -316,6 +311,11 @@ impl Runtime {
         }
         Ok((component, key, Compiled::Compiler))
     }
+}
+
+/// A digest as lower-case hex.
+fn hex(digest: &[u8; 32]) -> String {
+    digest.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 impl Drop for Runtime {
