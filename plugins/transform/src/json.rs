@@ -26,7 +26,8 @@ pub enum Node<'a> {
 pub type Members<'a> = Vec<(Key<'a>, Node<'a>)>;
 
 /// An object key: borrowed from the body unless it held escapes.
-pub struct Key<'a>(Cow<'a, str>);
+#[derive(serde::Deserialize)]
+pub struct Key<'a>(#[serde(borrow)] Cow<'a, str>);
 
 impl<'a> Node<'a> {
     /// The whole body, if it is one valid JSON value.
@@ -45,11 +46,12 @@ impl<'a> Node<'a> {
         }
     }
 
-    /// Turns a raw object or array into its members; scalars stay raw.
+    /// Turns a raw object or array into its members; scalars stay raw
+    /// (and are not looked at again).
     fn open(&mut self) {
         if let Node::Raw(raw) = self
-            && let Some(node @ (Node::Object(_) | Node::Array(_))) =
-                Node::parse(raw.get().as_bytes())
+            && matches!(raw.get().as_bytes().first(), Some(b'{' | b'['))
+            && let Some(node) = Node::parse(raw.get().as_bytes())
         {
             *self = node;
         }
@@ -167,28 +169,6 @@ impl<'de: 'a, 'a> Deserialize<'de> for MembersOf<'a> {
             }
         }
         d.deserialize_map(V)
-    }
-}
-
-impl<'de: 'a, 'a> Deserialize<'de> for Key<'a> {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl<'de> Visitor<'de> for V {
-            type Value = Key<'de>;
-            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("an object key")
-            }
-            fn visit_borrowed_str<E>(self, s: &'de str) -> Result<Key<'de>, E> {
-                Ok(Key(Cow::Borrowed(s)))
-            }
-            fn visit_str<E>(self, s: &str) -> Result<Key<'de>, E> {
-                Ok(Key(Cow::Owned(s.to_owned())))
-            }
-            fn visit_string<E>(self, s: String) -> Result<Key<'de>, E> {
-                Ok(Key(Cow::Owned(s)))
-            }
-        }
-        d.deserialize_str(V)
     }
 }
 
