@@ -3,10 +3,9 @@
 //! compiled again, and a directory other users could write to is not used.
 
 use gatehouse_tests::*;
-use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 
 /// A gateway process with one add-header route and the admin API.
 struct Proc {
@@ -36,33 +35,12 @@ fn start(dir: &Path, cache: &Path, up: &Echo) -> Proc {
     )
     .replace("{plugins}", &plugins_dir().display().to_string());
     std::fs::write(&path, toml).unwrap();
-    let mut child = Command::new(gatehouse_bin())
-        .args(["--log-format", "json", "run", "--no-watch", "--config"])
-        .arg(&path)
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    let mut log = Vec::new();
-    let (mut addr, mut admin) = (None, None);
-    while addr.is_none() {
-        let line = lines.next().expect("the gateway logs until ready").unwrap();
-        let v: serde_json::Value = serde_json::from_str(&line).unwrap_or_default();
-        let fields = &v["fields"];
-        if let Some(a) = fields["admin"].as_str() {
-            admin = a.parse().ok();
-        }
-        if fields["message"] == "gatehouse ready" {
-            addr = fields["listen"].as_str().and_then(|a| a.parse().ok());
-        }
-        log.push(v);
-    }
-    std::thread::spawn(move || lines.for_each(drop));
+    let s = spawn_gatehouse(&path, &["--no-watch"]);
     Proc {
-        child,
-        addr: addr.unwrap(),
-        admin: admin.expect("the admin API address is logged"),
-        log,
+        child: s.child,
+        addr: s.addr,
+        admin: s.admin.expect("the admin API address is logged"),
+        log: s.log,
     }
 }
 

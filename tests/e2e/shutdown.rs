@@ -3,9 +3,8 @@
 //! hold it up, and `server.shutdown_timeout` bounds the wait.
 
 use gatehouse_tests::*;
-use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 /// The gatehouse binary serving `server_extra` + a route to `up`, and the
@@ -20,22 +19,7 @@ pub(crate) fn spawn(up: &Echo, server_extra: &str) -> (Child, SocketAddr, tempfi
     )
     .replace("{plugins}", &plugins_dir().display().to_string());
     std::fs::write(&path, toml).unwrap();
-    let mut child = Command::new(gatehouse_bin())
-        .args(["--log-format", "json", "run", "--config"])
-        .arg(&path)
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    let addr = loop {
-        let line = lines.next().expect("the gateway logs until ready").unwrap();
-        let v: serde_json::Value = serde_json::from_str(&line).unwrap_or_default();
-        if v["fields"]["message"] == "gatehouse ready" {
-            break v["fields"]["listen"].as_str().unwrap().parse().unwrap();
-        }
-    };
-    // Keep draining the log so the gateway never blocks on a full pipe.
-    std::thread::spawn(move || lines.for_each(drop));
+    let Spawned { child, addr, .. } = spawn_gatehouse(&path, &[]);
     (child, addr, dir)
 }
 

@@ -48,6 +48,58 @@ pub fn gatehouse_bin() -> PathBuf {
     bin
 }
 
+/// The gatehouse binary, started and ready.
+pub struct Spawned {
+    pub child: std::process::Child,
+    /// The proxy listener it reported.
+    pub addr: SocketAddr,
+    /// The admin listener, when the config sets one.
+    pub admin: Option<SocketAddr>,
+    /// Its log lines (JSON) up to "gatehouse ready".
+    pub log: Vec<serde_json::Value>,
+}
+
+/// Runs `gatehouse --log-format json run ARGS --config CONFIG` and waits
+/// for it to be ready; the rest of its log is drained so it never blocks.
+pub fn spawn_gatehouse(config: &std::path::Path, args: &[&str]) -> Spawned {
+    use std::io::{BufRead, BufReader};
+    let mut child = std::process::Command::new(gatehouse_bin())
+        .args(["--log-format", "json", "run"])
+        .args(args)
+        .arg("--config")
+        .arg(config)
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("the gateway starts");
+    let stderr = child.stderr.take().expect("piped stderr");
+    let mut lines = BufReader::new(stderr).lines();
+    let (mut log, mut admin) = (Vec::new(), None);
+    let addr = loop {
+        let line = lines
+            .next()
+            .expect("the gateway logs until ready")
+            .expect("a log line");
+        let v: serde_json::Value = serde_json::from_str(&line).unwrap_or_default();
+        let fields = &v["fields"];
+        if let Some(a) = fields["admin"].as_str() {
+            admin = a.parse().ok();
+        }
+        let ready = fields["message"] == "gatehouse ready";
+        let listen = fields["listen"].as_str().and_then(|a| a.parse().ok());
+        log.push(v);
+        if ready {
+            break listen.expect("the ready line names the listener");
+        }
+    };
+    std::thread::spawn(move || lines.for_each(drop));
+    Spawned {
+        child,
+        addr,
+        admin,
+        log,
+    }
+}
+
 /// Writes `toml` (with `{plugins}` replaced by the plugins folder) as a
 /// config file in a temporary folder and parses it.
 pub fn config(
