@@ -8,6 +8,7 @@
 pub mod access_log;
 pub mod admin;
 pub mod config;
+pub mod dev;
 pub mod error;
 pub mod gateway;
 mod handler;

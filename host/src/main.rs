@@ -3,6 +3,7 @@
 use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
 use gatehouse::access_log::{self, AccessLog};
+use gatehouse::dev::run::{RunSpec, Verdict, text_or_file};
 use gatehouse::live::Live;
 use gatehouse::{Config, Gateway, Runtime, server};
 use std::path::{Path, PathBuf};
@@ -50,11 +51,68 @@ enum Command {
         #[arg(long, short, default_value = "gatehouse.toml")]
         config: PathBuf,
     },
+    /// Tools for plugin authors.
+    #[command(subcommand)]
+    Plugin(Box<PluginCommand>),
+}
+
+#[derive(Subcommand)]
+enum PluginCommand {
+    /// Run one plugin on one request, without a server, and print what it
+    /// decided: the request as it would go upstream (then the response
+    /// after its on-response), or the reply it answered with. Exit status:
+    /// 0 when it let the request through, 3 when it answered, 1 when it
+    /// failed (init refused the config, an error, a trap).
+    Run {
+        /// The plugin component.
+        wasm: PathBuf,
+        /// The entry's config as JSON, or @FILE.
+        #[arg(long, default_value = "{}")]
+        config: String,
+        /// The request line: "METHOD /path?query".
+        #[arg(long, default_value = "GET /")]
+        request: String,
+        /// A request header, "name: value" (repeatable).
+        #[arg(long = "header", short = 'H')]
+        headers: Vec<String>,
+        /// The request body, or @FILE.
+        #[arg(long)]
+        body: Option<String>,
+        /// The client's address as the plugin sees it.
+        #[arg(long, default_value = "127.0.0.1:50000")]
+        client: std::net::SocketAddr,
+        /// A fact an earlier plugin would have set, KEY=VALUE (repeatable),
+        /// e.g. consumer=alice.
+        #[arg(long)]
+        context: Vec<String>,
+        /// The stand-in upstream's status when the request is let through.
+        #[arg(long, default_value_t = 200)]
+        upstream_status: u16,
+        /// A stand-in upstream response header, "name: value" (repeatable).
+        #[arg(long)]
+        upstream_header: Vec<String>,
+        /// The stand-in upstream's response body, or @FILE.
+        #[arg(long)]
+        upstream_body: Option<String>,
+        /// Send the same request this many times (host state such as
+        /// counters carries over); the last one is shown in full.
+        #[arg(long, default_value_t = 1)]
+        repeat: u32,
+        /// Linear memory cap per instance, e.g. "32MiB".
+        #[arg(long, default_value = "32MiB")]
+        memory: bytesize::ByteSize,
+        /// CPU deadline per call, e.g. "50ms".
+        #[arg(long, default_value = "50ms")]
+        timeout: humantime::Duration,
+    },
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logs(cli.log_format);
+    if let Command::Plugin(command) = cli.command {
+        return plugin_command(*command);
+    }
     let (path, check, access_log, watch) = match &cli.command {
         Command::Run {
             config,
@@ -62,6 +120,7 @@ fn main() -> ExitCode {
             no_watch,
         } => (config.as_path(), false, access_log.as_str(), !no_watch),
         Command::Check { config } => (config.as_path(), true, "off", false),
+        Command::Plugin(_) => unreachable!("handled above"),
     };
     let access_log = match access_log {
         "off" => None,
@@ -111,6 +170,82 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+fn plugin_command(command: PluginCommand) -> ExitCode {
+    match command {
+        PluginCommand::Run {
+            wasm,
+            config,
+            request,
+            headers,
+            body,
+            client,
+            context,
+            upstream_status,
+            upstream_header,
+            upstream_body,
+            repeat,
+            memory,
+            timeout,
+        } => {
+            let spec = (|| -> anyhow::Result<RunSpec> {
+                let config =
+                    String::from_utf8(text_or_file(&config)?).context("--config is not UTF-8")?;
+                Ok(RunSpec {
+                    wasm,
+                    config_json: config,
+                    request,
+                    headers,
+                    body: body.as_deref().map(text_or_file).transpose()?,
+                    client,
+                    context,
+                    upstream_status,
+                    upstream_headers: upstream_header,
+                    upstream_body: upstream_body.as_deref().map(text_or_file).transpose()?,
+                    repeat,
+                    limits: gatehouse::config::Limits {
+                        memory: memory.as_u64(),
+                        timeout: timeout.into(),
+                        ..Default::default()
+                    },
+                })
+            })();
+            let spec = match spec {
+                Ok(s) => s,
+                Err(e) => {
+                    eprintln!("error: {e:#}");
+                    return ExitCode::from(2);
+                }
+            };
+            let verdict = current_thread().and_then(|rt| {
+                rt.block_on(async {
+                    let mut runtime = Runtime::new().context("starting the plugin runtime")?;
+                    if let Some(dir) = gatehouse::config::default_compile_cache() {
+                        // Without the cache the plugin is only compiled again.
+                        let _ = runtime.use_disk_cache(&dir);
+                    }
+                    gatehouse::dev::run::run(&runtime, &spec, &mut std::io::stdout()).await
+                })
+            });
+            match verdict {
+                Ok(Verdict::Continue) => ExitCode::SUCCESS,
+                Ok(Verdict::Respond(_)) => ExitCode::from(3),
+                Ok(Verdict::Failed) => ExitCode::FAILURE,
+                Err(e) => {
+                    eprintln!("error: {e:#}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+    }
+}
+
+fn current_thread() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the runtime")
 }
 
 /// The plugin runtime, with the compile cache the config asks for (a cache

@@ -13,6 +13,7 @@ mod health;
 mod hot_swap;
 mod jwt_auth;
 mod outbound;
+mod plugin_cli;
 mod plugins;
 mod proxy;
 mod quickstart;

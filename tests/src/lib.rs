@@ -48,6 +48,33 @@ pub fn gatehouse_bin() -> PathBuf {
     bin
 }
 
+/// What a finished `gatehouse` command printed, and its exit status.
+pub struct CliRun {
+    pub code: Option<i32>,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+/// A compile cache shared by the CLI runs of this test binary, so that
+/// each plugin is compiled once and nothing is written outside the
+/// test's own folders.
+static CLI_CACHE: LazyLock<tempfile::TempDir> =
+    LazyLock::new(|| tempfile::tempdir().expect("a temporary folder"));
+
+/// Runs `gatehouse ARGS` to completion (plugin tools, checks).
+pub fn gatehouse_cli(args: &[&str]) -> CliRun {
+    let out = std::process::Command::new(gatehouse_bin())
+        .args(args)
+        .env("XDG_CACHE_HOME", CLI_CACHE.path())
+        .output()
+        .expect("the gatehouse binary runs");
+    CliRun {
+        code: out.status.code(),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
 /// The gatehouse binary, started and ready.
 pub struct Spawned {
     pub child: std::process::Child,

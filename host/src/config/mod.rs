@@ -508,7 +508,7 @@ impl Validator<'_> {
 }
 
 /// `$XDG_CACHE_HOME/gatehouse/compiled`, else `~/.cache/gatehouse/compiled`.
-fn default_compile_cache() -> Option<PathBuf> {
+pub fn default_compile_cache() -> Option<PathBuf> {
     let non_empty = |k: &str| {
         std::env::var_os(k)
             .filter(|v| !v.is_empty())

@@ -1,0 +1,4 @@
+//! Tools for plugin authors, behind `gatehouse plugin …`: run one plugin on
+//! one request without a server, scaffold a plugin project, build one.
+
+pub mod run;
