@@ -63,48 +63,62 @@ enum PluginCommand {
     /// after its on-response), or the reply it answered with. Exit status:
     /// 0 when it let the request through, 3 when it answered, 1 when it
     /// failed (init refused the config, an error, a trap).
-    Run {
-        /// The plugin component.
-        wasm: PathBuf,
-        /// The entry's config as JSON, or @FILE.
-        #[arg(long, default_value = "{}")]
-        config: String,
-        /// The request line: "METHOD /path?query".
-        #[arg(long, default_value = "GET /")]
-        request: String,
-        /// A request header, "name: value" (repeatable).
-        #[arg(long = "header", short = 'H')]
-        headers: Vec<String>,
-        /// The request body, or @FILE.
-        #[arg(long)]
-        body: Option<String>,
-        /// The client's address as the plugin sees it.
-        #[arg(long, default_value = "127.0.0.1:50000")]
-        client: std::net::SocketAddr,
-        /// A fact an earlier plugin would have set, KEY=VALUE (repeatable),
-        /// e.g. consumer=alice.
-        #[arg(long)]
-        context: Vec<String>,
-        /// The stand-in upstream's status when the request is let through.
-        #[arg(long, default_value_t = 200)]
-        upstream_status: u16,
-        /// A stand-in upstream response header, "name: value" (repeatable).
-        #[arg(long)]
-        upstream_header: Vec<String>,
-        /// The stand-in upstream's response body, or @FILE.
-        #[arg(long)]
-        upstream_body: Option<String>,
-        /// Send the same request this many times (host state such as
-        /// counters carries over); the last one is shown in full.
-        #[arg(long, default_value_t = 1)]
-        repeat: u32,
-        /// Linear memory cap per instance, e.g. "32MiB".
-        #[arg(long, default_value = "32MiB")]
-        memory: bytesize::ByteSize,
-        /// CPU deadline per call, e.g. "50ms".
-        #[arg(long, default_value = "50ms")]
-        timeout: humantime::Duration,
+    Run(Box<RunArgs>),
+    /// Build a plugin project to a component: C (compiled with zig against
+    /// the C SDK built into this binary) or Rust (cargo, wasm32-wasip2).
+    Build {
+        /// The project folder.
+        #[arg(default_value = ".")]
+        dir: PathBuf,
+        /// The component to write (default: DIR/NAME.wasm); written whole,
+        /// so a gateway watching the folder never sees half of it.
+        #[arg(long, short)]
+        out: Option<PathBuf>,
     },
+}
+
+#[derive(clap::Args)]
+struct RunArgs {
+    /// The plugin component.
+    wasm: PathBuf,
+    /// The entry's config as JSON, or @FILE.
+    #[arg(long, default_value = "{}")]
+    config: String,
+    /// The request line: "METHOD /path?query".
+    #[arg(long, default_value = "GET /")]
+    request: String,
+    /// A request header, "name: value" (repeatable).
+    #[arg(long = "header", short = 'H')]
+    headers: Vec<String>,
+    /// The request body, or @FILE.
+    #[arg(long)]
+    body: Option<String>,
+    /// The client's address as the plugin sees it.
+    #[arg(long, default_value = "127.0.0.1:50000")]
+    client: std::net::SocketAddr,
+    /// A fact an earlier plugin would have set, KEY=VALUE (repeatable),
+    /// e.g. consumer=alice.
+    #[arg(long)]
+    context: Vec<String>,
+    /// The stand-in upstream's status when the request is let through.
+    #[arg(long, default_value_t = 200)]
+    upstream_status: u16,
+    /// A stand-in upstream response header, "name: value" (repeatable).
+    #[arg(long)]
+    upstream_header: Vec<String>,
+    /// The stand-in upstream's response body, or @FILE.
+    #[arg(long)]
+    upstream_body: Option<String>,
+    /// Send the same request this many times (host state such as
+    /// counters carries over); the last one is shown in full.
+    #[arg(long, default_value_t = 1)]
+    repeat: u32,
+    /// Linear memory cap per instance, e.g. "32MiB".
+    #[arg(long, default_value = "32MiB")]
+    memory: bytesize::ByteSize,
+    /// CPU deadline per call, e.g. "50ms".
+    #[arg(long, default_value = "50ms")]
+    timeout: humantime::Duration,
 }
 
 fn main() -> ExitCode {
@@ -174,21 +188,34 @@ fn main() -> ExitCode {
 
 fn plugin_command(command: PluginCommand) -> ExitCode {
     match command {
-        PluginCommand::Run {
-            wasm,
-            config,
-            request,
-            headers,
-            body,
-            client,
-            context,
-            upstream_status,
-            upstream_header,
-            upstream_body,
-            repeat,
-            memory,
-            timeout,
-        } => {
+        PluginCommand::Build { dir, out } => {
+            match gatehouse::dev::build::build(&dir, out.as_deref()) {
+                Ok(file) => {
+                    println!("{}", file.display());
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("error: {e:#}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        PluginCommand::Run(args) => {
+            let RunArgs {
+                wasm,
+                config,
+                request,
+                headers,
+                body,
+                client,
+                context,
+                upstream_status,
+                upstream_header,
+                upstream_body,
+                repeat,
+                memory,
+                timeout,
+            } = *args;
             let spec = (|| -> anyhow::Result<RunSpec> {
                 let config =
                     String::from_utf8(text_or_file(&config)?).context("--config is not UTF-8")?;

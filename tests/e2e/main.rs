@@ -4,6 +4,7 @@
 mod access_log;
 mod admin;
 mod api_key;
+mod c_plugin;
 mod cache;
 mod circuit_breaker;
 mod compile_cache;

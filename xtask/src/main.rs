@@ -124,7 +124,58 @@ fn build_plugins() -> Result<PathBuf> {
     Ok(out)
 }
 
+/// The toolchains for plugins in other languages, pinned, installed once
+/// under `target/toolchains/` (a Python venv for the PyPI ones).
+const ZIGLANG: &str = "ziglang==0.17.1";
+
+/// Installs what the other languages' examples build with, if missing, and
+/// returns the environment that points `gatehouse plugin build` at it.
+fn ensure_toolchains() -> Result<Vec<(&'static str, PathBuf)>> {
+    let dir = root().join("target/toolchains");
+    let venv = dir.join("venv");
+    let python = venv.join("bin/python");
+    let version = ZIGLANG.split("==").nth(1).unwrap_or_default();
+    let pinned = Command::new(&python)
+        .args([
+            "-c",
+            "import importlib.metadata as m; print(m.version('ziglang'))",
+        ])
+        .output()
+        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == version);
+    if !pinned {
+        eprintln!("xtask: installing {ZIGLANG} into {}", venv.display());
+        run(Command::new("python3").arg("-m").arg("venv").arg(&venv))?;
+        run(Command::new(&python).args([
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--disable-pip-version-check",
+            ZIGLANG,
+        ]))?;
+    }
+    let out = Command::new(&python)
+        .args([
+            "-c",
+            "import ziglang, os; print(os.path.dirname(ziglang.__file__))",
+        ])
+        .output()
+        .map_err(|e| format!("cannot run {}: {e}", python.display()))?;
+    let zig = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim()).join("zig");
+    if !zig.is_file() {
+        return Err(format!(
+            "{ZIGLANG} installed no zig binary at {}",
+            zig.display()
+        ));
+    }
+    Ok(vec![
+        ("ZIG", zig),
+        ("ZIG_GLOBAL_CACHE_DIR", dir.join("zig-cache")),
+    ])
+}
+
 fn test(extra: &[String]) -> Result {
+    let toolchains = ensure_toolchains()?;
     let plugins = build_plugins()?;
     run(cargo().args(["build", "-p", "gatehouse", "--bin", "gatehouse"]))?;
     let mut cmd = cargo();
@@ -138,6 +189,7 @@ fn test(extra: &[String]) -> Result {
     ]);
     // Plugin crates are not excluded: their unit tests run natively here,
     // and their components were built above for the end-to-end tests.
+    cmd.envs(toolchains);
     cmd.args(extra)
         .env("GATEHOUSE_TEST_PLUGINS", plugins)
         .stdout(Stdio::piped());

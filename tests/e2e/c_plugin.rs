@@ -1,0 +1,196 @@
+//! A plugin written in C with the C SDK (`examples/c-plugin`, cidr-guard),
+//! built by `gatehouse plugin build` and served by the real gateway.
+
+use gatehouse_tests::*;
+use std::path::{Path, PathBuf};
+use std::sync::LazyLock;
+
+/// The example, built once for this test binary into its own plugins folder.
+static BUILT: LazyLock<(tempfile::TempDir, PathBuf)> = LazyLock::new(|| {
+    let dir = tempfile::tempdir().expect("a temporary folder");
+    let wasm = dir.path().join("cidr-guard.wasm");
+    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/c-plugin");
+    let out = gatehouse_cli(&[
+        "plugin",
+        "build",
+        example.to_str().expect("UTF-8 path"),
+        "-o",
+        wasm.to_str().expect("UTF-8 path"),
+    ]);
+    assert_eq!(
+        out.code,
+        Some(0),
+        "plugin build: {}{}",
+        out.stdout,
+        out.stderr
+    );
+    assert_eq!(out.stdout.trim(), wasm.to_str().unwrap());
+    (dir, wasm)
+});
+
+fn plugins() -> &'static Path {
+    BUILT.0.path()
+}
+
+async fn guarded(server: &str, config: &str) -> Result<(TestGateway, Echo), String> {
+    let up = Echo::bind("up", "127.0.0.1:0").await.unwrap();
+    let toml = format!(
+        r#"
+[server]
+listen = "127.0.0.1:0"
+plugins_dir = "{}"
+{server}
+
+[upstreams.up]
+targets = ["{}"]
+
+[[routes]]
+name = "internal"
+path = "/*"
+upstream = "up"
+[[routes.plugins]]
+plugin = "cidr-guard"
+config = {config}
+"#,
+        plugins().display(),
+        up.addr
+    );
+    TestGateway::try_start(&toml).await.map(|gw| (gw, up))
+}
+
+#[tokio::test]
+async fn an_allowed_network_passes_and_others_get_403() {
+    let (gw, _up) = guarded("", r#"{ allow = ["127.0.0.0/8", "::1/128"] }"#)
+        .await
+        .unwrap();
+    let seen = TestClient::default().get(&gw.url("/reports")).await;
+    assert_eq!(seen.status, 200);
+    assert_eq!(seen.json()["service"], "up");
+
+    let (gw, _up) = guarded("", r#"{ allow = ["10.0.0.0/8"] }"#).await.unwrap();
+    let seen = TestClient::default().get(&gw.url("/reports")).await;
+    assert_error_body(&seen, 403);
+    assert_eq!(seen.json()["error"], "client address not allowed");
+}
+
+#[tokio::test]
+async fn the_deny_list_wins_over_the_allow_list() {
+    let (gw, _up) = guarded(
+        "",
+        r#"{ allow = ["127.0.0.0/8"], deny = ["127.0.0.1/32"] }"#,
+    )
+    .await
+    .unwrap();
+    let seen = TestClient::default().get(&gw.url("/")).await;
+    assert_error_body(&seen, 403);
+}
+
+#[tokio::test]
+async fn behind_a_trusted_proxy_the_forwarded_client_is_checked() {
+    // The test client connects from 127.0.0.1, the trusted load balancer.
+    let (gw, _up) = guarded(
+        r#"trusted_proxies = ["127.0.0.1"]"#,
+        r#"{ allow = ["10.0.0.0/8", "2001:db8::/32"] }"#,
+    )
+    .await
+    .unwrap();
+    let from = |xff: &'static str| {
+        let url = gw.url("/");
+        async move {
+            TestClient::default()
+                .get_with(&url, &[("x-forwarded-for", xff)])
+                .await
+                .status
+        }
+    };
+    assert_eq!(from("10.20.30.40").await, 200);
+    assert_eq!(from("2001:db8::7").await, 200);
+    assert_eq!(from("192.168.1.1").await, 403);
+    assert_eq!(from("2001:db9::7").await, 403);
+}
+
+#[test]
+fn config_strings_are_read_as_json_with_escapes() {
+    // "\u002f" is "/", "\ud83d\ude00" one emoji: the SDK's JSON reader
+    // unescapes both (the emoji then fails as a block, and is named).
+    let wasm = BUILT.1.to_str().unwrap();
+    let run = |config: &str, client: &str| {
+        gatehouse_cli(&[
+            "plugin", "run", wasm, "--config", config, "--client", client,
+        ])
+    };
+    let out = run(r#"{"allow":["127.0.0.1\u002f32"]}"#, "127.0.0.1:1000");
+    assert_eq!(out.code, Some(0), "{}{}", out.stdout, out.stderr);
+    let out = run(r#"{"allow":["127.0.0.1\u002f32"]}"#, "127.0.0.2:1000");
+    assert_eq!(out.code, Some(3), "{}{}", out.stdout, out.stderr);
+    let out = run(r#"{ "allow" : [ "\ud83d\ude00/8" ] }"#, "127.0.0.1:1000");
+    assert_eq!(out.code, Some(1));
+    assert!(
+        out.stderr.contains("`allow[0]`: \u{1F600}/8 is not"),
+        "{}",
+        out.stderr
+    );
+    // Not JSON at all (the gateway always sends JSON; `plugin run` may not).
+    let out = run(r#"{"allow":["10.0.0.0/8"]"#, "127.0.0.1:1000");
+    assert!(
+        out.stderr.contains("the config must be a table"),
+        "{}",
+        out.stderr
+    );
+}
+
+#[tokio::test]
+async fn a_bad_block_is_refused_naming_route_plugin_and_field() {
+    let err = guarded("", r#"{ allow = ["127.0.0.1/8", "10.0.0.0/33"] }"#)
+        .await
+        .err()
+        .expect("refused");
+    assert!(
+        err.contains("route \"internal\", plugin \"cidr-guard\": init failed: `allow[1]`: 10.0.0.0/33 is not a CIDR block"),
+        "{err}"
+    );
+    let err = guarded("", r#"{ deny = "10.0.0.0/8" }"#)
+        .await
+        .err()
+        .expect("refused");
+    assert!(
+        err.contains("`deny` must be a list of CIDR blocks"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_compile_error_is_reported_and_the_previous_component_kept() {
+    let project = tempfile::tempdir().unwrap();
+    let out = project.path().join("broken.wasm");
+    std::fs::write(&out, b"previous").unwrap();
+    std::fs::write(
+        project.path().join("broken.c"),
+        "#include \"gatehouse.h\"\nint x = missing;\n",
+    )
+    .unwrap();
+    let run = gatehouse_cli(&[
+        "plugin",
+        "build",
+        project.path().to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+    ]);
+    assert_eq!(run.code, Some(1), "{}{}", run.stdout, run.stderr);
+    assert!(run.stderr.contains("missing"), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("the C compiler failed"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(std::fs::read(&out).unwrap(), b"previous");
+
+    let empty = tempfile::tempdir().unwrap();
+    let run = gatehouse_cli(&["plugin", "build", empty.path().to_str().unwrap()]);
+    assert_eq!(run.code, Some(1));
+    assert!(
+        run.stderr.contains("no Cargo.toml and no .c files"),
+        "{}",
+        run.stderr
+    );
+}
