@@ -64,6 +64,17 @@ enum PluginCommand {
     /// 0 when it let the request through, 3 when it answered, 1 when it
     /// failed (init refused the config, an error, a trap).
     Run(Box<RunArgs>),
+    /// Create a plugin project that builds as it is, with the SDK for its
+    /// language inside: `gatehouse plugin new --lang c my-guard`.
+    New {
+        /// The plugin's name (NAME.wasm; `plugin = "NAME"` in configs).
+        name: String,
+        #[arg(long, value_enum)]
+        lang: gatehouse::dev::build::Lang,
+        /// Where to create the NAME folder.
+        #[arg(long, default_value = ".")]
+        dir: PathBuf,
+    },
     /// Build a plugin project to a component: C (compiled with zig against
     /// the C SDK built into this binary) or Rust (cargo, wasm32-wasip2).
     Build {
@@ -188,6 +199,23 @@ fn main() -> ExitCode {
 
 fn plugin_command(command: PluginCommand) -> ExitCode {
     match command {
+        PluginCommand::New { name, lang, dir } => {
+            match gatehouse::dev::new::scaffold(lang, &name, &dir) {
+                Ok(made) => {
+                    println!("created {}", made.display());
+                    println!("build:   gatehouse plugin build {}", made.display());
+                    println!(
+                        "try it:  gatehouse plugin run {}/{name}.wasm --config '{{\"header\":\"x-api-version\"}}' -H 'x-api-version: 1'",
+                        made.display()
+                    );
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("error: {e:#}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
         PluginCommand::Build { dir, out } => {
             match gatehouse::dev::build::build(&dir, out.as_deref()) {
                 Ok(file) => {

@@ -1,7 +1,8 @@
 //! `gatehouse plugin run`: one plugin on one request, offline, through the
 //! real binary and the plugins built from this repository.
 
-use gatehouse_tests::{CliRun, gatehouse_cli, plugins_dir};
+use gatehouse_tests::{CliRun, gatehouse_cli, gatehouse_cli_with, plugins_dir};
+use std::path::Path;
 
 /// HS256 with `quickstart-secret`: sub alice, role user, expires in 2100.
 const TOKEN: &str = "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiJhbGljZSIsInJvbGUiOiJ1c2VyIiwiaXNzIjoiaHR0cHM6Ly9hdXRoLmdhdGVob3VzZS5leGFtcGxlIiwiZXhwIjo0MTAyNDQ0ODAwfQ.rF7a7xnCYJkFG0vOgyx4OrLZvO4-YjhTvaO-1KnM6sM";
@@ -167,4 +168,78 @@ fn bad_input_is_refused_before_anything_runs() {
     let out = gatehouse_cli(&["plugin", "run", "/nonexistent/x.wasm"]);
     assert_eq!(out.code, Some(1), "{}", out.stderr);
     assert!(out.stderr.contains("/nonexistent/x.wasm"), "{}", out.stderr);
+}
+
+/// `plugin new`, then `plugin build`, then `plugin run` with and without
+/// the header the template requires.
+fn scaffold_build_run(lang: &str, env: &[(&str, &Path)]) {
+    let parent = tempfile::tempdir().unwrap();
+    let dir = parent.path().to_str().unwrap();
+    let name = format!("{lang}-guard");
+    let out = gatehouse_cli(&["plugin", "new", "--lang", lang, &name, "--dir", dir]);
+    assert_eq!(out.code, Some(0), "{}{}", out.stdout, out.stderr);
+    let project = parent.path().join(&name);
+    let out = gatehouse_cli_with(&["plugin", "build", project.to_str().unwrap()], env);
+    assert_eq!(out.code, Some(0), "{}{}", out.stdout, out.stderr);
+    let wasm = project.join(format!("{name}.wasm"));
+    assert_eq!(out.stdout.trim(), wasm.to_str().unwrap());
+
+    let config = r#"{"header":"x-api-version"}"#;
+    let wasm = wasm.to_str().unwrap();
+    let run = |extra: &[&str]| {
+        let mut args = vec!["plugin", "run", wasm, "--config", config];
+        args.extend_from_slice(extra);
+        gatehouse_cli(&args)
+    };
+    let out = run(&["-H", "x-api-version: 2"]);
+    assert_eq!(out.code, Some(0), "{}{}", out.stdout, out.stderr);
+    let marked = format!("< x-checked-by: {name}");
+    assert!(out.stdout.lines().any(|l| l == marked), "{}", out.stdout);
+    let out = run(&[]);
+    assert_eq!(out.code, Some(3), "{}{}", out.stdout, out.stderr);
+    assert!(out.stdout.contains("< 400 Bad Request"), "{}", out.stdout);
+    let out = gatehouse_cli(&["plugin", "run", wasm, "--config", "{}"]);
+    assert_eq!(out.code, Some(1), "{}{}", out.stdout, out.stderr);
+}
+
+#[test]
+fn a_new_c_project_builds_and_runs_as_it_is() {
+    scaffold_build_run("c", &[]);
+}
+
+#[test]
+fn a_new_rust_project_builds_and_runs_as_it_is() {
+    // Its own target folder, kept between runs (the workspace's is locked
+    // by the cargo running these tests).
+    let target = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/scaffolded");
+    scaffold_build_run("rust", &[("CARGO_TARGET_DIR", &target)]);
+}
+
+#[test]
+fn new_refuses_bad_names_and_existing_folders() {
+    let parent = tempfile::tempdir().unwrap();
+    let dir = parent.path().to_str().unwrap();
+    for bad in ["My_Guard", "9lives", "guard-", "a/b"] {
+        let out = gatehouse_cli(&["plugin", "new", "--lang", "c", bad, "--dir", dir]);
+        assert_eq!(out.code, Some(1), "{bad}");
+        assert!(
+            out.stderr.contains("is not a plugin name"),
+            "{}",
+            out.stderr
+        );
+    }
+    std::fs::create_dir(parent.path().join("taken")).unwrap();
+    let out = gatehouse_cli(&["plugin", "new", "--lang", "rust", "taken", "--dir", dir]);
+    assert_eq!(out.code, Some(1));
+    assert!(
+        out.stderr.contains("already exists: nothing was written"),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(
+        std::fs::read_dir(parent.path().join("taken"))
+            .unwrap()
+            .count(),
+        0
+    );
 }

@@ -63,8 +63,14 @@ static CLI_CACHE: LazyLock<tempfile::TempDir> =
 
 /// Runs `gatehouse ARGS` to completion (plugin tools, checks).
 pub fn gatehouse_cli(args: &[&str]) -> CliRun {
+    gatehouse_cli_with(args, &[])
+}
+
+/// [`gatehouse_cli`] with more environment.
+pub fn gatehouse_cli_with(args: &[&str], env: &[(&str, &std::path::Path)]) -> CliRun {
     let out = std::process::Command::new(gatehouse_bin())
         .args(args)
+        .envs(env.iter().copied())
         .env("XDG_CACHE_HOME", CLI_CACHE.path())
         .output()
         .expect("the gatehouse binary runs");

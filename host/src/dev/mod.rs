@@ -2,4 +2,5 @@
 //! one request without a server, scaffold a plugin project, build one.
 
 pub mod build;
+pub mod new;
 pub mod run;
