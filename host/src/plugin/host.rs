@@ -64,7 +64,7 @@ impl StoreData {
             wasi,
             limiter: MemoryLimiter {
                 max: memory as usize,
-                denied: false,
+                denied: None,
             },
             tag,
             request_id: Arc::from(""),
@@ -87,8 +87,9 @@ impl WasiView for StoreData {
 /// Caps an instance's linear memory, remembering a refusal so a trap that
 /// follows can be reported as the memory limit rather than a plain crash.
 pub struct MemoryLimiter {
-    max: usize,
-    pub denied: bool,
+    pub max: usize,
+    /// The size a refused growth asked for, in bytes.
+    pub denied: Option<usize>,
 }
 
 impl ResourceLimiter for MemoryLimiter {
@@ -100,7 +101,7 @@ impl ResourceLimiter for MemoryLimiter {
     ) -> Result<bool> {
         let ok = desired <= self.max;
         if !ok {
-            self.denied = true;
+            self.denied = Some(desired);
         }
         Ok(ok)
     }

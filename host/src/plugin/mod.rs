@@ -96,7 +96,7 @@ impl PluginError {
         let trap = e.downcast_ref::<wasmtime::Trap>().copied();
         let kind = if trap == Some(wasmtime::Trap::Interrupt) {
             TrapKind::Deadline
-        } else if store.data().limiter.denied {
+        } else if store.data().limiter.denied.is_some() {
             TrapKind::Memory
         } else if trap.is_some() {
             TrapKind::Crash
@@ -105,7 +105,18 @@ impl PluginError {
         };
         let message = match kind {
             TrapKind::Deadline => "ran past its CPU deadline".to_owned(),
-            TrapKind::Memory => format!("hit its memory limit ({})", first_line(e)),
+            TrapKind::Memory => {
+                let limiter = &store.data().limiter;
+                let asked = bytesize::ByteSize(limiter.denied.unwrap_or(0) as u64);
+                let max = bytesize::ByteSize(limiter.max as u64);
+                if context == "instantiate" {
+                    format!(
+                        "needs {asked} of linear memory to start, over the entry's limit of {max}: raise `limits.memory` for it"
+                    )
+                } else {
+                    format!("hit its memory limit of {max} (asked for {asked})")
+                }
+            }
             _ => first_line(e),
         };
         PluginError::Trap {
