@@ -2,60 +2,14 @@
 //! built by `gatehouse plugin build` and served by the real gateway.
 
 use gatehouse_tests::*;
-use std::path::{Path, PathBuf};
 use std::sync::LazyLock;
 
-/// The example, built once for this test binary into its own plugins folder.
-static BUILT: LazyLock<(tempfile::TempDir, PathBuf)> = LazyLock::new(|| {
-    let dir = tempfile::tempdir().expect("a temporary folder");
-    let wasm = dir.path().join("cidr-guard.wasm");
-    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/c-plugin");
-    let out = gatehouse_cli(&[
-        "plugin",
-        "build",
-        example.to_str().expect("UTF-8 path"),
-        "-o",
-        wasm.to_str().expect("UTF-8 path"),
-    ]);
-    assert_eq!(
-        out.code,
-        Some(0),
-        "plugin build: {}{}",
-        out.stdout,
-        out.stderr
-    );
-    assert_eq!(out.stdout.trim(), wasm.to_str().unwrap());
-    (dir, wasm)
-});
-
-fn plugins() -> &'static Path {
-    BUILT.0.path()
-}
+/// The example, built once for this test binary.
+static BUILT: LazyLock<BuiltExample> =
+    LazyLock::new(|| BuiltExample::build("c-plugin", "cidr-guard"));
 
 async fn guarded(server: &str, config: &str) -> Result<(TestGateway, Echo), String> {
-    let up = Echo::bind("up", "127.0.0.1:0").await.unwrap();
-    let toml = format!(
-        r#"
-[server]
-listen = "127.0.0.1:0"
-plugins_dir = "{}"
-{server}
-
-[upstreams.up]
-targets = ["{}"]
-
-[[routes]]
-name = "internal"
-path = "/*"
-upstream = "up"
-[[routes.plugins]]
-plugin = "cidr-guard"
-config = {config}
-"#,
-        plugins().display(),
-        up.addr
-    );
-    TestGateway::try_start(&toml).await.map(|gw| (gw, up))
+    BUILT.gateway(server, config).await
 }
 
 #[tokio::test]
@@ -113,7 +67,7 @@ async fn behind_a_trusted_proxy_the_forwarded_client_is_checked() {
 fn config_strings_are_read_as_json_with_escapes() {
     // "\u002f" is "/", "\ud83d\ude00" one emoji: the SDK's JSON reader
     // unescapes both (the emoji then fails as a block, and is named).
-    let wasm = BUILT.1.to_str().unwrap();
+    let wasm = BUILT.wasm.to_str().unwrap();
     let run = |config: &str, client: &str| {
         gatehouse_cli(&[
             "plugin", "run", wasm, "--config", config, "--client", client,
@@ -146,7 +100,7 @@ async fn a_bad_block_is_refused_naming_route_plugin_and_field() {
         .err()
         .expect("refused");
     assert!(
-        err.contains("route \"internal\", plugin \"cidr-guard\": init failed: `allow[1]`: 10.0.0.0/33 is not a CIDR block"),
+        err.contains("route \"cidr-guard\", plugin \"cidr-guard\": init failed: `allow[1]`: 10.0.0.0/33 is not a CIDR block"),
         "{err}"
     );
     let err = guarded("", r#"{ deny = "10.0.0.0/8" }"#)
@@ -189,7 +143,7 @@ fn a_compile_error_is_reported_and_the_previous_component_kept() {
     let run = gatehouse_cli(&["plugin", "build", empty.path().to_str().unwrap()]);
     assert_eq!(run.code, Some(1));
     assert!(
-        run.stderr.contains("no Cargo.toml and no .c files"),
+        run.stderr.contains("no Cargo.toml, app.py or .c files"),
         "{}",
         run.stderr
     );

@@ -17,6 +17,7 @@ mod outbound;
 mod plugin_cli;
 mod plugins;
 mod proxy;
+mod python_plugin;
 mod quickstart;
 mod rate_limit;
 mod reload;

@@ -81,6 +81,55 @@ pub fn gatehouse_cli_with(args: &[&str], env: &[(&str, &std::path::Path)]) -> Cl
     }
 }
 
+/// An example plugin project (`examples/DIR`) built by `gatehouse plugin
+/// build` into a plugins folder of its own, as `NAME.wasm`.
+pub struct BuiltExample {
+    pub plugins: tempfile::TempDir,
+    pub wasm: PathBuf,
+}
+
+impl BuiltExample {
+    pub fn build(dir: &str, name: &str) -> BuiltExample {
+        let plugins = tempfile::tempdir().expect("a temporary folder");
+        let wasm = plugins.path().join(format!("{name}.wasm"));
+        let example = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("../examples")
+            .join(dir);
+        let out = gatehouse_cli(&[
+            "plugin",
+            "build",
+            example.to_str().expect("UTF-8 path"),
+            "-o",
+            wasm.to_str().expect("UTF-8 path"),
+        ]);
+        assert_eq!(
+            out.code,
+            Some(0),
+            "plugin build: {}{}",
+            out.stdout,
+            out.stderr
+        );
+        assert_eq!(out.stdout.trim(), wasm.to_str().unwrap());
+        BuiltExample { plugins, wasm }
+    }
+
+    /// A config with one route, `name` (all paths) to an echo upstream,
+    /// whose chain is the example with `config` (a TOML inline table).
+    pub async fn gateway(&self, server: &str, config: &str) -> Result<(TestGateway, Echo), String> {
+        let up = Echo::bind("up", "127.0.0.1:0").await.expect("bind echo");
+        let plugin = self.wasm.file_stem().unwrap().to_string_lossy();
+        let toml = format!(
+            "[server]\nlisten = \"127.0.0.1:0\"\nplugins_dir = \"{}\"\n{server}\n\
+             [upstreams.up]\ntargets = [\"{}\"]\n\
+             [[routes]]\nname = \"{plugin}\"\npath = \"/*\"\nupstream = \"up\"\n\
+             [[routes.plugins]]\nplugin = \"{plugin}\"\nconfig = {config}\n",
+            self.plugins.path().display(),
+            up.addr
+        );
+        TestGateway::try_start(&toml).await.map(|gw| (gw, up))
+    }
+}
+
 /// The gatehouse binary, started and ready.
 pub struct Spawned {
     pub child: std::process::Child,

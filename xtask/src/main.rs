@@ -126,7 +126,7 @@ fn build_plugins() -> Result<PathBuf> {
 
 /// The toolchains for plugins in other languages, pinned, installed once
 /// under `target/toolchains/` (a Python venv for the PyPI ones).
-const ZIGLANG: &str = "ziglang==0.17.1";
+const PYPI: &[&str] = &["ziglang==0.17.1", "componentize-py==0.25.1"];
 
 /// Installs what the other languages' examples build with, if missing, and
 /// returns the environment that points `gatehouse plugin build` at it.
@@ -134,25 +134,35 @@ fn ensure_toolchains() -> Result<Vec<(&'static str, PathBuf)>> {
     let dir = root().join("target/toolchains");
     let venv = dir.join("venv");
     let python = venv.join("bin/python");
-    let version = ZIGLANG.split("==").nth(1).unwrap_or_default();
-    let pinned = Command::new(&python)
-        .args([
-            "-c",
-            "import importlib.metadata as m; print(m.version('ziglang'))",
-        ])
+    // `pip freeze` lists what is installed as NAME==VERSION, like PYPI.
+    let installed = Command::new(&python)
+        .args(["-m", "pip", "freeze", "--disable-pip-version-check"])
         .output()
-        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == version);
-    if !pinned {
-        eprintln!("xtask: installing {ZIGLANG} into {}", venv.display());
-        run(Command::new("python3").arg("-m").arg("venv").arg(&venv))?;
-        run(Command::new(&python).args([
-            "-m",
-            "pip",
-            "install",
-            "--quiet",
-            "--disable-pip-version-check",
-            ZIGLANG,
-        ]))?;
+        .map(|o| String::from_utf8_lossy(&o.stdout).to_lowercase())
+        .unwrap_or_default();
+    let missing: Vec<&str> = PYPI
+        .iter()
+        .copied()
+        .filter(|p| !installed.lines().any(|l| l.trim() == *p))
+        .collect();
+    if !missing.is_empty() {
+        eprintln!(
+            "xtask: installing {} into {}",
+            missing.join(" "),
+            venv.display()
+        );
+        if !python.is_file() {
+            run(Command::new("python3").arg("-m").arg("venv").arg(&venv))?;
+        }
+        run(Command::new(&python)
+            .args([
+                "-m",
+                "pip",
+                "install",
+                "--quiet",
+                "--disable-pip-version-check",
+            ])
+            .args(&missing))?;
     }
     let out = Command::new(&python)
         .args([
@@ -164,13 +174,14 @@ fn ensure_toolchains() -> Result<Vec<(&'static str, PathBuf)>> {
     let zig = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim()).join("zig");
     if !zig.is_file() {
         return Err(format!(
-            "{ZIGLANG} installed no zig binary at {}",
+            "ziglang installed no zig binary at {}",
             zig.display()
         ));
     }
     Ok(vec![
         ("ZIG", zig),
         ("ZIG_GLOBAL_CACHE_DIR", dir.join("zig-cache")),
+        ("COMPONENTIZE_PY", venv.join("bin/componentize-py")),
     ])
 }
 

@@ -2,7 +2,8 @@
 //! language the SDK supports. C is compiled with zig against the C SDK built
 //! into this binary (so a plugin always builds against the contract this
 //! gateway serves) and turned into a component here, with the WASI preview 1
-//! adapter; Rust is built by cargo for wasm32-wasip2.
+//! adapter; Python is bundled with its interpreter by componentize-py; Rust
+//! is built by cargo for wasm32-wasip2.
 
 use anyhow::{Context as _, anyhow, bail};
 use std::path::{Path, PathBuf};
@@ -13,7 +14,14 @@ use std::process::Command;
 pub enum Lang {
     Rust,
     C,
+    Python,
 }
+
+/// The contract, for toolchains that generate bindings at build time.
+pub const WIT: &str = include_str!("../../../wit/plugin.wit");
+
+/// The Python SDK module.
+pub const PYTHON_SDK: &str = include_str!("../../../sdk/python/gatehouse.py");
 
 /// The C SDK, as the repository's `sdk/c` holds it.
 pub const C_SDK: &[(&str, &[u8])] = &[
@@ -41,11 +49,14 @@ pub fn detect(dir: &Path) -> anyhow::Result<Lang> {
     if dir.join("Cargo.toml").is_file() {
         return Ok(Lang::Rust);
     }
+    if dir.join("app.py").is_file() {
+        return Ok(Lang::Python);
+    }
     if !c_sources(dir)?.is_empty() {
         return Ok(Lang::C);
     }
     bail!(
-        "{}: no Cargo.toml and no .c files: not a plugin project gatehouse can build (see `gatehouse plugin new`)",
+        "{}: no Cargo.toml, app.py or .c files: not a plugin project gatehouse can build (see `gatehouse plugin new`)",
         dir.display()
     )
 }
@@ -59,6 +70,7 @@ pub fn build(dir: &Path, out: Option<&Path>) -> anyhow::Result<PathBuf> {
     let (name, component) = match detect(&dir)? {
         Lang::C => build_c(&dir)?,
         Lang::Rust => build_rust(&dir)?,
+        Lang::Python => build_python(&dir)?,
     };
     let out = out
         .map(Path::to_path_buf)
@@ -117,22 +129,35 @@ fn zig() -> anyhow::Result<Command> {
     )
 }
 
-fn build_c(dir: &Path) -> anyhow::Result<(String, Vec<u8>)> {
-    let name = dir
-        .file_name()
+/// The project's name: its folder's.
+fn dir_name(dir: &Path) -> String {
+    dir.file_name()
         .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "plugin".into());
-    let sources = c_sources(dir)?;
-    let work = dir.join("build");
-    let sdk = work.join("gatehouse-sdk");
-    for (file, bytes) in C_SDK {
-        let path = sdk.join(file);
+        .unwrap_or_else(|| "plugin".into())
+}
+
+/// Writes `files` under `dir`, creating folders.
+pub(super) fn write_files<'a>(
+    dir: &Path,
+    files: impl IntoIterator<Item = (&'a str, &'a [u8])>,
+) -> anyhow::Result<()> {
+    for (file, bytes) in files {
+        let path = dir.join(file);
         if let Some(parent) = path.parent() {
             std::fs::create_dir_all(parent)
                 .with_context(|| format!("cannot create {}", parent.display()))?;
         }
         std::fs::write(&path, bytes).with_context(|| format!("cannot write {}", path.display()))?;
     }
+    Ok(())
+}
+
+fn build_c(dir: &Path) -> anyhow::Result<(String, Vec<u8>)> {
+    let name = dir_name(dir);
+    let sources = c_sources(dir)?;
+    let work = dir.join("build");
+    let sdk = work.join("gatehouse-sdk");
+    write_files(&sdk, C_SDK.iter().copied())?;
     let core = work.join(format!("{name}.core.wasm"));
     let mut cc = zig()?;
     cc.args([
@@ -176,6 +201,47 @@ pub fn componentize(module: &[u8]) -> anyhow::Result<Vec<u8>> {
         .validate(true)
         .encode()
         .context("making a component of the compiled module")
+}
+
+/// Python: componentize-py (`$COMPONENTIZE_PY`, else on the PATH) bundles
+/// `app.py`, what it imports, the SDK module and the interpreter.
+fn build_python(dir: &Path) -> anyhow::Result<(String, Vec<u8>)> {
+    let name = dir_name(dir);
+    let sdk = dir.join("build/gatehouse-sdk");
+    write_files(
+        &sdk,
+        [
+            ("wit/plugin.wit", WIT.as_bytes()),
+            ("python/gatehouse.py", PYTHON_SDK.as_bytes()),
+        ],
+    )?;
+    let tool = std::env::var_os("COMPONENTIZE_PY")
+        .filter(|z| !z.is_empty())
+        .unwrap_or_else(|| "componentize-py".into());
+    let out = dir.join("build").join(format!("{name}.wasm"));
+    let mut cmd = Command::new(&tool);
+    // Quiet: stdout carries only the path written.
+    cmd.args(["-q", "-d"])
+        .arg(sdk.join("wit"))
+        .args(["-w", "plugin", "componentize", "app", "-p"])
+        .arg(dir)
+        .arg("-p")
+        .arg(sdk.join("python"))
+        .arg("-o")
+        .arg(&out)
+        .current_dir(dir);
+    let status = match cmd.status() {
+        Ok(s) => s,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => bail!(
+            "Python plugins are built with componentize-py, and none was found: `pip install componentize-py==0.25.1` (or set COMPONENTIZE_PY to its path)"
+        ),
+        Err(e) => return Err(e).with_context(|| format!("cannot run {cmd:?}")),
+    };
+    if !status.success() {
+        bail!("componentize-py failed ({status})");
+    }
+    let bytes = std::fs::read(&out).with_context(|| format!("cannot read {}", out.display()))?;
+    Ok((name, bytes))
 }
 
 fn build_rust(dir: &Path) -> anyhow::Result<(String, Vec<u8>)> {

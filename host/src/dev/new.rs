@@ -5,8 +5,8 @@
 //! The template plugin requires a request header (400 without it) and
 //! marks responses, so both phases and the config are there to edit.
 
-use super::build::{C_SDK, Lang};
-use anyhow::{Context as _, bail};
+use super::build::{C_SDK, Lang, PYTHON_SDK, WIT, write_files};
+use anyhow::bail;
 use std::path::{Path, PathBuf};
 
 /// The Rust SDK's sources and the contract it is generated from.
@@ -27,7 +27,7 @@ const RUST_SDK: &[(&str, &str)] = &[
     ),
     ("src/reply.rs", include_str!("../../../sdk/src/reply.rs")),
     ("src/state.rs", include_str!("../../../sdk/src/state.rs")),
-    ("wit/plugin.wit", include_str!("../../../wit/plugin.wit")),
+    ("wit/plugin.wit", WIT),
 ];
 
 /// The SDK's manifest outside this repository's workspace.
@@ -157,6 +157,35 @@ const char *gh_on_response(gh_context ctx, gh_request req, gh_response resp, gh_
 }
 "#;
 
+const PYTHON_PLUGIN: &str = r#""""{name}: refuses requests without a header, marks the responses.
+
+    [[routes.plugins]]
+    plugin = "{name}"
+    config = { header = "x-api-version" }
+"""
+
+import gatehouse
+
+
+class {type}(gatehouse.Plugin):
+    def __init__(self, config):
+        header = config.get("header")
+        if not isinstance(header, str) or not header:
+            raise gatehouse.PluginError("`header` is required")
+        self.header = header
+
+    def on_request(self, ctx, req):
+        if req.header(self.header) is None:
+            return gatehouse.Reply.error(ctx, 400, "missing required header")
+        return None
+
+    def on_response(self, ctx, req, resp, outcome):
+        resp.set_header("x-checked-by", "{name}")
+
+
+WitWorld = gatehouse.export({type})
+"#;
+
 const GITIGNORE: &str = "/build/\n/target/\n*.wasm\n";
 
 /// Creates `parent/NAME`; returns the folder.
@@ -188,6 +217,15 @@ pub fn scaffold(lang: Lang, name: &str, parent: &Path) -> anyhow::Result<PathBuf
                 files.push((format!("gatehouse-sdk/{path}"), bytes.to_vec()));
             }
         }
+        Lang::Python => {
+            files.push(("app.py".into(), fill(PYTHON_PLUGIN).into_bytes()));
+            // For editors and type checkers; the build writes its own copy.
+            files.push((
+                "gatehouse-sdk/python/gatehouse.py".into(),
+                PYTHON_SDK.into(),
+            ));
+            files.push(("gatehouse-sdk/wit/plugin.wit".into(), WIT.into()));
+        }
         Lang::Rust => {
             files.push(("Cargo.toml".into(), fill(RUST_MANIFEST).into_bytes()));
             files.push(("src/lib.rs".into(), fill(RUST_PLUGIN).into_bytes()));
@@ -199,13 +237,12 @@ pub fn scaffold(lang: Lang, name: &str, parent: &Path) -> anyhow::Result<PathBuf
             }
         }
     }
-    for (path, bytes) in files {
-        let path = dir.join(path);
-        if let Some(p) = path.parent() {
-            std::fs::create_dir_all(p).with_context(|| format!("cannot create {}", p.display()))?;
-        }
-        std::fs::write(&path, bytes).with_context(|| format!("cannot write {}", path.display()))?;
-    }
+    write_files(
+        &dir,
+        files
+            .iter()
+            .map(|(path, bytes)| (path.as_str(), bytes.as_slice())),
+    )?;
     Ok(dir)
 }
 
