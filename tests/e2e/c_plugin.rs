@@ -143,7 +143,8 @@ fn a_compile_error_is_reported_and_the_previous_component_kept() {
     let run = gatehouse_cli(&["plugin", "build", empty.path().to_str().unwrap()]);
     assert_eq!(run.code, Some(1));
     assert!(
-        run.stderr.contains("no Cargo.toml, app.py or .c files"),
+        run.stderr
+            .contains("no Cargo.toml, app.py, app.js or .c files"),
         "{}",
         run.stderr
     );

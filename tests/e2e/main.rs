@@ -12,6 +12,7 @@ mod config;
 mod cors;
 mod health;
 mod hot_swap;
+mod js_plugin;
 mod jwt_auth;
 mod outbound;
 mod plugin_cli;

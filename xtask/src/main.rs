@@ -127,6 +127,8 @@ fn build_plugins() -> Result<PathBuf> {
 /// The toolchains for plugins in other languages, pinned, installed once
 /// under `target/toolchains/` (a Python venv for the PyPI ones).
 const PYPI: &[&str] = &["ziglang==0.17.1", "componentize-py==0.25.1"];
+/// The npm package the JavaScript example builds with, and its version.
+const NPM: (&str, &str) = ("@bytecodealliance/componentize-js", "0.23.0");
 
 /// Installs what the other languages' examples build with, if missing, and
 /// returns the environment that points `gatehouse plugin build` at it.
@@ -178,7 +180,42 @@ fn ensure_toolchains() -> Result<Vec<(&'static str, PathBuf)>> {
             zig.display()
         ));
     }
+    // npm: a project folder of its own, with the pinned package.
+    let npm = dir.join("npm");
+    let manifest = npm.join("node_modules").join(NPM.0).join("package.json");
+    let has = Command::new("node")
+        .arg("-p")
+        .arg(format!(
+            "require({:?}).version",
+            manifest.display().to_string()
+        ))
+        .output()
+        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == NPM.1);
+    if !has {
+        eprintln!(
+            "xtask: installing {}@{} into {}",
+            NPM.0,
+            NPM.1,
+            npm.display()
+        );
+        std::fs::create_dir_all(&npm)
+            .map_err(|e| format!("cannot create {}: {e}", npm.display()))?;
+        run(Command::new("npm")
+            .args([
+                "install",
+                "--no-audit",
+                "--no-fund",
+                "--loglevel=error",
+                "--prefix",
+            ])
+            .arg(&npm)
+            .arg(format!("{}@{}", NPM.0, NPM.1)))?;
+    }
     Ok(vec![
+        (
+            "COMPONENTIZE_JS",
+            npm.join("node_modules/.bin/componentize-js"),
+        ),
         ("ZIG", zig),
         ("ZIG_GLOBAL_CACHE_DIR", dir.join("zig-cache")),
         ("COMPONENTIZE_PY", venv.join("bin/componentize-py")),

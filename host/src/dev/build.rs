@@ -15,6 +15,7 @@ pub enum Lang {
     Rust,
     C,
     Python,
+    Js,
 }
 
 /// The contract, for toolchains that generate bindings at build time.
@@ -22,6 +23,9 @@ pub const WIT: &str = include_str!("../../../wit/plugin.wit");
 
 /// The Python SDK module.
 pub const PYTHON_SDK: &str = include_str!("../../../sdk/python/gatehouse.py");
+
+/// The JavaScript SDK module.
+pub const JS_SDK: &str = include_str!("../../../sdk/js/gatehouse.js");
 
 /// The C SDK, as the repository's `sdk/c` holds it.
 pub const C_SDK: &[(&str, &[u8])] = &[
@@ -52,11 +56,14 @@ pub fn detect(dir: &Path) -> anyhow::Result<Lang> {
     if dir.join("app.py").is_file() {
         return Ok(Lang::Python);
     }
+    if dir.join("app.js").is_file() {
+        return Ok(Lang::Js);
+    }
     if !c_sources(dir)?.is_empty() {
         return Ok(Lang::C);
     }
     bail!(
-        "{}: no Cargo.toml, app.py or .c files: not a plugin project gatehouse can build (see `gatehouse plugin new`)",
+        "{}: no Cargo.toml, app.py, app.js or .c files: not a plugin project gatehouse can build (see `gatehouse plugin new`)",
         dir.display()
     )
 }
@@ -71,6 +78,7 @@ pub fn build(dir: &Path, out: Option<&Path>) -> anyhow::Result<PathBuf> {
         Lang::C => build_c(&dir)?,
         Lang::Rust => build_rust(&dir)?,
         Lang::Python => build_python(&dir)?,
+        Lang::Js => build_js(&dir)?,
     };
     let out = out
         .map(Path::to_path_buf)
@@ -178,10 +186,11 @@ fn build_c(dir: &Path) -> anyhow::Result<(String, Vec<u8>)> {
     .arg("-o")
     .arg(&core)
     .current_dir(dir);
-    let status = cc.status().with_context(|| format!("cannot run {cc:?}"))?;
-    if !status.success() {
-        bail!("the C compiler failed ({status})");
-    }
+    run_tool(
+        &mut cc,
+        "the C compiler",
+        "`pip install ziglang==0.17.1`, or set ZIG to it",
+    )?;
     let module = std::fs::read(&core).with_context(|| format!("cannot read {}", core.display()))?;
     Ok((name, componentize(&module)?))
 }
@@ -203,6 +212,90 @@ pub fn componentize(module: &[u8]) -> anyhow::Result<Vec<u8>> {
         .context("making a component of the compiled module")
 }
 
+/// Runs a toolchain command with its output on our stderr (stdout carries
+/// only the path written) and fails with `what` if it does.
+fn run_tool(cmd: &mut Command, what: &str, install: &str) -> anyhow::Result<()> {
+    use std::os::fd::AsFd;
+    let stderr = std::io::stderr().as_fd().try_clone_to_owned()?;
+    cmd.stdout(std::process::Stdio::from(stderr));
+    match cmd.status() {
+        Ok(s) if s.success() => Ok(()),
+        Ok(s) => bail!("{what} failed ({s})"),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            bail!("{what} was not found: {install}")
+        }
+        Err(e) => Err(e).with_context(|| format!("cannot run {cmd:?}")),
+    }
+}
+
+/// `$VAR` if set, else `default` (looked up on the PATH).
+fn tool(var: &str, default: &str) -> std::ffi::OsString {
+    std::env::var_os(var)
+        .filter(|v| !v.is_empty())
+        .unwrap_or_else(|| default.into())
+}
+
+/// JavaScript: componentize-js (StarlingMonkey; `$COMPONENTIZE_JS`, else on
+/// the PATH) over a copy of the project's JavaScript with the SDK module
+/// this binary carries as `gatehouse.js` beside `app.js`.
+fn build_js(dir: &Path) -> anyhow::Result<(String, Vec<u8>)> {
+    let name = dir_name(dir);
+    let work = dir.join("build");
+    let src = work.join("js");
+    if src.exists() {
+        std::fs::remove_dir_all(&src).with_context(|| format!("cannot clear {}", src.display()))?;
+    }
+    copy_sources(dir, &src, &["js", "mjs", "json"])?;
+    write_files(
+        &work,
+        [
+            ("js/gatehouse.js", JS_SDK.as_bytes()),
+            ("gatehouse-sdk/wit/plugin.wit", WIT.as_bytes()),
+        ],
+    )?;
+    let out = work.join(format!("{name}.wasm"));
+    let mut cmd = Command::new(tool("COMPONENTIZE_JS", "componentize-js"));
+    cmd.arg(src.join("app.js"))
+        .arg("-w")
+        .arg(work.join("gatehouse-sdk/wit"))
+        .args(["-n", "plugin", "-d", "http", "-d", "fetch-event", "-o"])
+        .arg(&out)
+        .current_dir(dir);
+    run_tool(
+        &mut cmd,
+        "componentize-js",
+        "`npm install @bytecodealliance/componentize-js@0.23.0` and put its bin on the PATH, or set COMPONENTIZE_JS to it",
+    )?;
+    let bytes = std::fs::read(&out).with_context(|| format!("cannot read {}", out.display()))?;
+    Ok((name, bytes))
+}
+
+/// Copies files with these extensions from `from` to `to`, keeping the
+/// folders, leaving out `build`, `node_modules` and hidden folders.
+fn copy_sources(from: &Path, to: &Path, extensions: &[&str]) -> anyhow::Result<()> {
+    std::fs::create_dir_all(to).with_context(|| format!("cannot create {}", to.display()))?;
+    for entry in
+        std::fs::read_dir(from).with_context(|| format!("cannot read {}", from.display()))?
+    {
+        let entry = entry?;
+        let path = entry.path();
+        let file = entry.file_name();
+        let file = file.to_string_lossy();
+        if entry.file_type()?.is_dir() {
+            if !(file.starts_with('.') || file == "build" || file == "node_modules") {
+                copy_sources(&path, &to.join(&*file), extensions)?;
+            }
+        } else if path
+            .extension()
+            .is_some_and(|e| extensions.iter().any(|x| e == *x))
+        {
+            std::fs::copy(&path, to.join(&*file))
+                .with_context(|| format!("cannot copy {}", path.display()))?;
+        }
+    }
+    Ok(())
+}
+
 /// Python: componentize-py (`$COMPONENTIZE_PY`, else on the PATH) bundles
 /// `app.py`, what it imports, the SDK module and the interpreter.
 fn build_python(dir: &Path) -> anyhow::Result<(String, Vec<u8>)> {
@@ -215,13 +308,9 @@ fn build_python(dir: &Path) -> anyhow::Result<(String, Vec<u8>)> {
             ("python/gatehouse.py", PYTHON_SDK.as_bytes()),
         ],
     )?;
-    let tool = std::env::var_os("COMPONENTIZE_PY")
-        .filter(|z| !z.is_empty())
-        .unwrap_or_else(|| "componentize-py".into());
     let out = dir.join("build").join(format!("{name}.wasm"));
-    let mut cmd = Command::new(&tool);
-    // Quiet: stdout carries only the path written.
-    cmd.args(["-q", "-d"])
+    let mut cmd = Command::new(tool("COMPONENTIZE_PY", "componentize-py"));
+    cmd.arg("-d")
         .arg(sdk.join("wit"))
         .args(["-w", "plugin", "componentize", "app", "-p"])
         .arg(dir)
@@ -230,16 +319,11 @@ fn build_python(dir: &Path) -> anyhow::Result<(String, Vec<u8>)> {
         .arg("-o")
         .arg(&out)
         .current_dir(dir);
-    let status = match cmd.status() {
-        Ok(s) => s,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => bail!(
-            "Python plugins are built with componentize-py, and none was found: `pip install componentize-py==0.25.1` (or set COMPONENTIZE_PY to its path)"
-        ),
-        Err(e) => return Err(e).with_context(|| format!("cannot run {cmd:?}")),
-    };
-    if !status.success() {
-        bail!("componentize-py failed ({status})");
-    }
+    run_tool(
+        &mut cmd,
+        "componentize-py",
+        "`pip install componentize-py==0.25.1`, or set COMPONENTIZE_PY to it",
+    )?;
     let bytes = std::fs::read(&out).with_context(|| format!("cannot read {}", out.display()))?;
     Ok((name, bytes))
 }
@@ -274,16 +358,13 @@ fn build_rust(dir: &Path) -> anyhow::Result<(String, Vec<u8>)> {
     let target_dir = meta["target_directory"]
         .as_str()
         .ok_or_else(|| anyhow!("cargo metadata names no target directory"))?;
-    let status = Command::new(&cargo)
-        .args(["build", "--release", "--target", "wasm32-wasip2"])
-        .current_dir(dir)
-        .status()
-        .context("cannot run cargo")?;
-    if !status.success() {
-        bail!(
-            "cargo build failed ({status}); is the target installed? `rustup target add wasm32-wasip2`"
-        );
-    }
+    run_tool(
+        Command::new(&cargo)
+            .args(["build", "--release", "--target", "wasm32-wasip2"])
+            .current_dir(dir),
+        "cargo build (is the target installed? `rustup target add wasm32-wasip2`)",
+        "install Rust with rustup",
+    )?;
     let built = Path::new(target_dir)
         .join("wasm32-wasip2/release")
         .join(format!("{}.wasm", name.replace('-', "_")));

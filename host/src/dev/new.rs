@@ -5,7 +5,7 @@
 //! The template plugin requires a request header (400 without it) and
 //! marks responses, so both phases and the config are there to edit.
 
-use super::build::{C_SDK, Lang, PYTHON_SDK, WIT, write_files};
+use super::build::{C_SDK, JS_SDK, Lang, PYTHON_SDK, WIT, write_files};
 use anyhow::bail;
 use std::path::{Path, PathBuf};
 
@@ -186,7 +186,37 @@ class {type}(gatehouse.Plugin):
 WitWorld = gatehouse.export({type})
 "#;
 
-const GITIGNORE: &str = "/build/\n/target/\n*.wasm\n";
+const JS_PLUGIN: &str = r#"// {name}: refuses requests without a header, marks the responses.
+//
+//   [[routes.plugins]]
+//   plugin = "{name}"
+//   config = { header = "x-api-version" }
+
+import { Plugin, PluginError, Reply, exportPlugin } from "./gatehouse.js";
+
+class {type} extends Plugin {
+  constructor(config) {
+    super(config);
+    if (typeof config.header !== "string" || config.header === "")
+      throw new PluginError("`header` is required");
+    this.header = config.header;
+  }
+
+  onRequest(ctx, req) {
+    if (req.header(this.header) === undefined)
+      return Reply.error(ctx, 400, "missing required header");
+    return null;
+  }
+
+  onResponse(_ctx, _req, resp) {
+    resp.setHeader("x-checked-by", "{name}");
+  }
+}
+
+export const { init, onRequest, onResponse } = exportPlugin({type});
+"#;
+
+const GITIGNORE: &str = "/build/\n/target/\n/node_modules/\n*.wasm\n";
 
 /// Creates `parent/NAME`; returns the folder.
 pub fn scaffold(lang: Lang, name: &str, parent: &Path) -> anyhow::Result<PathBuf> {
@@ -216,6 +246,11 @@ pub fn scaffold(lang: Lang, name: &str, parent: &Path) -> anyhow::Result<PathBuf
             for (path, bytes) in C_SDK {
                 files.push((format!("gatehouse-sdk/{path}"), bytes.to_vec()));
             }
+        }
+        Lang::Js => {
+            files.push(("app.js".into(), fill(JS_PLUGIN).into_bytes()));
+            // The build puts the SDK this binary carries in its place.
+            files.push(("gatehouse.js".into(), JS_SDK.into()));
         }
         Lang::Python => {
             files.push(("app.py".into(), fill(PYTHON_PLUGIN).into_bytes()));
