@@ -58,6 +58,27 @@ async fn a_memory_bomb_is_refused_at_its_cap() {
 }
 
 #[tokio::test]
+async fn an_instance_nearing_its_memory_cap_is_replaced_between_requests() {
+    // 512 KiB kept per call: without replacement the 8 MiB cap is hit
+    // within about fifteen requests and that request fails.
+    let (gw, up) = two_routes(
+        "limits = { memory = \"8MiB\", instances = 1 }\nconfig = { mode = \"grow\", kib = 512 }",
+    )
+    .await;
+    let c = TestClient::default();
+    for i in 0..60 {
+        let seen = c.get(&gw.url("/hostile/x")).await;
+        assert_eq!(
+            seen.status,
+            200,
+            "request {i}: {}",
+            String::from_utf8_lossy(&seen.body)
+        );
+    }
+    assert_eq!(up.requests(), 60);
+}
+
+#[tokio::test]
 async fn a_panic_fails_only_that_request_and_the_next_one_succeeds() {
     let (gw, up) = two_routes("config = { mode = \"panic-on\", path_contains = \"boom\" }").await;
     let c = TestClient::default();

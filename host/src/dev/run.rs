@@ -116,6 +116,13 @@ pub async fn run(
         .await;
         out.write_all(report.as_bytes())?;
     }
+    let memory = chain.entries[0].linear_memory();
+    writeln!(
+        out,
+        "memory    {} of linear memory (limit {})",
+        bytesize::ByteSize(memory as u64),
+        bytesize::ByteSize(spec.limits.memory)
+    )?;
     Ok(verdict)
 }
 

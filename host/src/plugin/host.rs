@@ -65,6 +65,7 @@ impl StoreData {
             limiter: MemoryLimiter {
                 max: memory as usize,
                 denied: None,
+                total: 0,
             },
             tag,
             request_id: Arc::from(""),
@@ -90,17 +91,21 @@ pub struct MemoryLimiter {
     pub max: usize,
     /// The size a refused growth asked for, in bytes.
     pub denied: Option<usize>,
+    /// The instance's linear memory, all its memories together, in bytes.
+    pub total: usize,
 }
 
 impl ResourceLimiter for MemoryLimiter {
     fn memory_growing(
         &mut self,
-        _current: usize,
+        current: usize,
         desired: usize,
         _maximum: Option<usize>,
     ) -> Result<bool> {
         let ok = desired <= self.max;
-        if !ok {
+        if ok {
+            self.total += desired.saturating_sub(current);
+        } else {
             self.denied = Some(desired);
         }
         Ok(ok)

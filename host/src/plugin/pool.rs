@@ -17,6 +17,13 @@ use wasmtime::Store;
 /// Calls an instance serves before it is retired.
 const MAX_USES: u32 = 100_000;
 
+/// An instance whose linear memory has grown past this share of its cap is
+/// retired after the call it served, and a fresh one takes its place: linear
+/// memory never shrinks, and runtimes with a garbage collector (JavaScript,
+/// Python, Go) grow towards the cap over many calls. Retiring at the mark
+/// replaces them between requests instead of failing the one that hits it.
+const RETIRE_AT_MEMORY: f64 = 0.75;
+
 /// The least CPU time an instance gets to start and run `init`.
 const INIT_DEADLINE: std::time::Duration = std::time::Duration::from_secs(1);
 
@@ -46,6 +53,8 @@ pub struct EntryStats {
     calls: AtomicU64,
     errors: AtomicU64,
     traps: AtomicU64,
+    /// Instances replaced because their memory neared the cap.
+    retired: AtomicU64,
     last_error: Mutex<Option<String>>,
 }
 
@@ -57,6 +66,9 @@ pub struct StatsSnapshot {
     pub errors: u64,
     /// Calls stopped by a trap: a crash, the CPU deadline or the memory cap.
     pub traps: u64,
+    /// Instances replaced between calls because their linear memory passed
+    /// 3/4 of the entry's cap.
+    pub retired_for_memory: u64,
     pub last_error: Option<String>,
 }
 
@@ -78,6 +90,7 @@ impl EntryStats {
             calls: self.calls.load(Ordering::Relaxed),
             errors: self.errors.load(Ordering::Relaxed),
             traps: self.traps.load(Ordering::Relaxed),
+            retired_for_memory: self.retired.load(Ordering::Relaxed),
             last_error: self
                 .last_error
                 .lock()
@@ -222,6 +235,17 @@ impl EntryPool {
         if warm.uses >= MAX_USES {
             return;
         }
+        let memory = warm.store.data().limiter.total;
+        if memory as f64 > self.limits.memory as f64 * RETIRE_AT_MEMORY {
+            tracing::debug!(
+                route = &*self.tag.route,
+                plugin = &*self.tag.plugin,
+                memory,
+                "instance retired: its linear memory passed 3/4 of the cap"
+            );
+            self.stats.retired.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
         let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
         if idle.len() < self.max_idle {
             idle.push(warm);
@@ -245,6 +269,15 @@ impl EntryPool {
         if let Err(PluginError::Trap { kind, .. }) = result {
             self.metrics.trap(kind.as_str());
         }
+    }
+
+    /// The most linear memory an idle instance holds, in bytes.
+    pub fn linear_memory(&self) -> usize {
+        let idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
+        idle.iter()
+            .map(|w| w.store.data().limiter.total)
+            .max()
+            .unwrap_or(0)
     }
 
     /// Instances waiting for work.
