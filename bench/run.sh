@@ -5,7 +5,8 @@
 # transform + circuit-breaker, with a valid token) against the same route
 # without plugins; then the criterion micro-benchmarks (each plugin's warm
 # cost, the users chain, the router); then start-up time with an empty and a
-# warm compile cache (bench/startup.sh).
+# warm compile cache (bench/startup.sh); and each language's example plugin:
+# size, compile time, cold start, memory and warm call (benches/languages.rs).
 #
 #   bench/run.sh            # 10 s per case
 #   DURATION=30s bench/run.sh
@@ -119,6 +120,12 @@ PY
 echo
 echo "== warm plugin call and router (criterion)"
 cargo bench -p gatehouse-bench --bench plugin_call --bench router -- --warm-up-time 1 --measurement-time 3 2>&1 | grep -E '^(plugin|chain|router)|time:'
+
+echo
+echo "== plugins by language: size, compile, cold start, memory, warm call (criterion)"
+cargo xtask examples >/dev/null
+cargo bench -p gatehouse-bench --bench languages -- --warm-up-time 1 --measurement-time 3 2>&1 \
+    | grep -E '^(example|rust|c |python|js|language)|time:'
 
 echo
 echo "== start-up"

@@ -4,6 +4,8 @@
 //!   and the gateway with `examples/quickstart/gatehouse.toml`, prints curl lines.
 //! - `cargo xtask test`: builds the plugins and runs the whole test suite.
 //! - `cargo xtask plugins`: builds every wasm crate into `target/plugins/`.
+//! - `cargo xtask examples`: builds the C, Python and JavaScript examples
+//!   with `gatehouse plugin build` into `target/examples/` (for benchmarks).
 //! - `cargo xtask lint`: clippy with `-D warnings`, native and wasm crates.
 //!
 //! The wasm32-wasip2 crates are built by a separate `cargo` run before the
@@ -41,9 +43,11 @@ fn main() -> ExitCode {
         Some("test") => test(&args[1..]),
         Some("quickstart") => quickstart(),
         Some("lint") => lint(),
-        _ => {
-            Err("usage: cargo xtask <quickstart | test [cargo test args…] | plugins | lint>".into())
-        }
+        Some("examples") => build_examples().map(|_| ()),
+        _ => Err(
+            "usage: cargo xtask <quickstart | test [cargo test args…] | plugins | examples | lint>"
+                .into(),
+        ),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -220,6 +224,30 @@ fn ensure_toolchains() -> Result<Vec<(&'static str, PathBuf)>> {
         ("ZIG_GLOBAL_CACHE_DIR", dir.join("zig-cache")),
         ("COMPONENTIZE_PY", venv.join("bin/componentize-py")),
     ])
+}
+
+/// The examples in other languages: folder under `examples/`, plugin name.
+const EXAMPLES: &[(&str, &str)] = &[
+    ("c-plugin", "cidr-guard"),
+    ("python-plugin", "hmac-auth"),
+    ("js-plugin", "canary-router"),
+];
+
+/// Builds each example with the gatehouse binary into `target/examples/`.
+fn build_examples() -> Result<PathBuf> {
+    let toolchains = ensure_toolchains()?;
+    run(cargo().args(["build", "-p", "gatehouse", "--bin", "gatehouse"]))?;
+    let out = root().join("target/examples");
+    std::fs::create_dir_all(&out).map_err(|e| format!("cannot create {}: {e}", out.display()))?;
+    for (dir, name) in EXAMPLES {
+        run(Command::new(root().join("target/debug/gatehouse"))
+            .args(["plugin", "build"])
+            .arg(root().join("examples").join(dir))
+            .arg("-o")
+            .arg(out.join(format!("{name}.wasm")))
+            .envs(toolchains.iter().map(|(k, v)| (k, v))))?;
+    }
+    Ok(out)
 }
 
 fn test(extra: &[String]) -> Result {
