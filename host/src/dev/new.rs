@@ -5,7 +5,7 @@
 //! The template plugin requires a request header (400 without it) and
 //! marks responses, so both phases and the config are there to edit.
 
-use super::build::{C_SDK, JS_SDK, Lang, PYTHON_SDK, WIT, write_files};
+use super::build::{C_SDK, GO_SDK, JS_SDK, Lang, PYTHON_SDK, WIT, write_files};
 use anyhow::bail;
 use std::path::{Path, PathBuf};
 
@@ -216,6 +216,45 @@ class {type} extends Plugin {
 export const { init, onRequest, onResponse } = exportPlugin({type});
 "#;
 
+const GO_PLUGIN: &str = r#"// {name}: refuses requests without a header, marks the responses.
+//
+//	[[routes.plugins]]
+//	plugin = "{name}"
+//	config = { header = "x-api-version" }
+package main
+
+import (
+	"gatehouse"
+	_ "gatehouse/bindings/wit_exports"
+)
+
+type plugin struct{ header string }
+
+func (p *plugin) OnRequest(ctx *gatehouse.Context, req *gatehouse.Request) (*gatehouse.Reply, error) {
+	if _, ok := req.Header(p.header); !ok {
+		return gatehouse.ErrorReply(ctx, 400, "missing required header"), nil
+	}
+	return nil, nil
+}
+
+func (p *plugin) OnResponse(ctx *gatehouse.Context, req *gatehouse.Request, resp *gatehouse.Response, outcome gatehouse.Outcome) error {
+	return resp.SetHeader("x-checked-by", "{name}")
+}
+
+func init() {
+	gatehouse.Register(func(config gatehouse.Config) (gatehouse.Plugin, error) {
+		header, err := config.String("header")
+		return &plugin{header}, err
+	})
+}
+
+func main() {}
+"#;
+
+/// For editors: the project as a module using the SDK copy beside it (the
+/// build uses the SDK this binary carries).
+const GO_MOD: &str = "module {name}\n\ngo 1.25\n\nrequire gatehouse v0.0.0\n\nreplace gatehouse => ./gatehouse-sdk\n";
+
 const GITIGNORE: &str = "/build/\n/target/\n/node_modules/\n*.wasm\n";
 
 /// Creates `parent/NAME`; returns the folder.
@@ -244,6 +283,13 @@ pub fn scaffold(lang: Lang, name: &str, parent: &Path) -> anyhow::Result<PathBuf
         Lang::C => {
             files.push(("plugin.c".into(), fill(C_PLUGIN).into_bytes()));
             for (path, bytes) in C_SDK {
+                files.push((format!("gatehouse-sdk/{path}"), bytes.to_vec()));
+            }
+        }
+        Lang::Go => {
+            files.push(("main.go".into(), fill(GO_PLUGIN).into_bytes()));
+            files.push(("go.mod".into(), fill(GO_MOD).into_bytes()));
+            for (path, bytes) in GO_SDK {
                 files.push((format!("gatehouse-sdk/{path}"), bytes.to_vec()));
             }
         }

@@ -1,0 +1,283 @@
+// Package gatehouse is the Gatehouse plugin SDK for Go (contract
+// gatehouse:plugin@0.1.2), for components built with Go's wasip1 target.
+//
+//	package main
+//
+//	import (
+//		"gatehouse"
+//		_ "gatehouse/bindings/wit_exports" // the contract's exports
+//	)
+//
+//	type guard struct{ header string }
+//
+//	func (g *guard) OnRequest(ctx *gatehouse.Context, req *gatehouse.Request) (*gatehouse.Reply, error) {
+//		if _, ok := req.Header(g.header); !ok {
+//			return gatehouse.ErrorReply(ctx, 400, "missing "+g.header), nil
+//		}
+//		return nil, nil // let it through
+//	}
+//
+//	func init() {
+//		gatehouse.Register(func(config gatehouse.Config) (gatehouse.Plugin, error) {
+//			header, err := config.String("header")
+//			return &guard{header}, err
+//		})
+//	}
+//
+//	func main() {}
+//
+// `gatehouse plugin build DIR` builds the project's Go files (package main)
+// against this SDK. An instance serves many requests, one at a time: state in
+// the plugin value lives across that instance's requests.
+//
+// The Go garbage collector cannot run inside the canonical ABI's allocator
+// (the host would trap the call), so the SDK turns automatic collection off
+// and collects between calls, every GCEvery calls.
+package gatehouse
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+
+	"gatehouse/bindings/gatehouse_plugin_host"
+	"gatehouse/bindings/gatehouse_plugin_types"
+
+	witTypes "go.bytecodealliance.org/pkg/wit/types"
+)
+
+// Plugin handles requests. Return a nil Reply to let a request through.
+type Plugin interface {
+	OnRequest(ctx *Context, req *Request) (*Reply, error)
+}
+
+// ResponsePlugin is a Plugin that also sees responses.
+type ResponsePlugin interface {
+	Plugin
+	OnResponse(ctx *Context, req *Request, resp *Response, outcome Outcome) error
+}
+
+// BodyPlugin asks for buffered bodies (Request.Body, Response.Body).
+type BodyPlugin interface {
+	WantsBodies() (request, response bool)
+}
+
+// Factory makes the plugin from the entry's config; an error refuses the
+// config with its message.
+type Factory func(config Config) (Plugin, error)
+
+var factory Factory
+
+// Register names the plugin's factory; call it from an init function.
+func Register(f Factory) { factory = f }
+
+// Config is the entry's config table.
+type Config map[string]any
+
+// String reads a required string field.
+func (c Config) String(key string) (string, error) {
+	v, ok := c[key].(string)
+	if !ok || v == "" {
+		return "", fmt.Errorf("`%s` must be a non-empty string", key)
+	}
+	return v, nil
+}
+
+// Int reads an optional whole-number field, with its default.
+func (c Config) Int(key string, otherwise int64) (int64, error) {
+	v, present := c[key]
+	if !present {
+		return otherwise, nil
+	}
+	n, ok := v.(float64)
+	if !ok || n != float64(int64(n)) {
+		return 0, fmt.Errorf("`%s` must be a whole number", key)
+	}
+	return int64(n), nil
+}
+
+// Strings reads an optional list of strings.
+func (c Config) Strings(key string) ([]string, error) {
+	v, present := c[key]
+	if !present {
+		return nil, nil
+	}
+	list, ok := v.([]any)
+	if !ok {
+		return nil, fmt.Errorf("`%s` must be a list of strings", key)
+	}
+	out := make([]string, 0, len(list))
+	for i, item := range list {
+		s, ok := item.(string)
+		if !ok {
+			return nil, fmt.Errorf("`%s[%d]` must be a string", key, i)
+		}
+		out = append(out, s)
+	}
+	return out, nil
+}
+
+// Outcome says where the response seen by OnResponse came from.
+type Outcome = gatehouse_plugin_types.Outcome
+
+// Reply is a response a plugin answers with instead of the upstream's.
+type Reply struct {
+	Status  uint16
+	Headers [][2]string
+	Body    []byte
+}
+
+// JSONReply answers with a JSON body.
+func JSONReply(status uint16, value any) *Reply {
+	body, err := json.Marshal(value)
+	if err != nil {
+		body = []byte(`{}`)
+	}
+	return &Reply{Status: status, Headers: [][2]string{{"content-type", "application/json"}}, Body: body}
+}
+
+// ErrorReply answers in the gateway's own error shape:
+// {"error": message, "request_id": ..., "status": status}.
+func ErrorReply(ctx *Context, status uint16, message string) *Reply {
+	return JSONReply(status, map[string]any{"error": message, "request_id": ctx.RequestID(), "status": status})
+}
+
+// Context holds facts about the request beyond the HTTP message, and the
+// values plugins hand down the chain (consumer, param.NAME, ...).
+type Context struct{ h *gatehouse_plugin_types.Context }
+
+func (c *Context) Route() string     { return c.h.Route() }
+func (c *Context) Upstream() string  { return c.h.Upstream() }
+func (c *Context) RequestID() string { return c.h.RequestId() }
+
+// ClientIP is the client's address without the port (a trusted proxy's
+// client when there is one).
+func (c *Context) ClientIP() string {
+	addr := c.h.ClientAddr()
+	if strings.HasPrefix(addr, "[") {
+		if end := strings.IndexByte(addr, ']'); end > 0 {
+			return addr[1:end]
+		}
+	}
+	if strings.Count(addr, ":") == 1 {
+		return addr[:strings.IndexByte(addr, ':')]
+	}
+	return addr
+}
+
+func (c *Context) Get(key string) (string, bool) { return option(c.h.Get(key)) }
+func (c *Context) Set(key, value string)         { c.h.Set(key, value) }
+
+func option[T any](o witTypes.Option[T]) (T, bool) {
+	if o.IsSome() {
+		return o.Some(), true
+	}
+	var zero T
+	return zero, false
+}
+
+func checked(r witTypes.Result[witTypes.Unit, string]) error {
+	if r.IsErr() {
+		return errors.New(r.Err())
+	}
+	return nil
+}
+
+// Request is the request on its way upstream.
+type Request struct{ h *gatehouse_plugin_types.Request }
+
+func (r *Request) Method() string                  { return r.h.Method() }
+func (r *Request) Path() string                    { return r.h.Path() }
+func (r *Request) Query() (string, bool)           { return option(r.h.Query()) }
+func (r *Request) Header(name string) (string, bool) { return option(r.h.Header(name)) }
+func (r *Request) HeaderAll(name string) []string  { return r.h.HeaderAll(name) }
+func (r *Request) SetHeader(name, value string) error {
+	return checked(r.h.SetHeader(name, value))
+}
+func (r *Request) RemoveHeader(name string) error { return checked(r.h.RemoveHeader(name)) }
+func (r *Request) SetPath(path string) error      { return checked(r.h.SetPath(path)) }
+
+// Body is the buffered body (BodyPlugin), if any.
+func (r *Request) Body() ([]byte, bool) { return option(r.h.Body()) }
+
+// Response is the response on its way to the client.
+type Response struct{ h *gatehouse_plugin_types.Response }
+
+func (r *Response) Status() uint16                    { return r.h.Status() }
+func (r *Response) Header(name string) (string, bool) { return option(r.h.Header(name)) }
+func (r *Response) SetHeader(name, value string) error {
+	return checked(r.h.SetHeader(name, value))
+}
+func (r *Response) RemoveHeader(name string) error { return checked(r.h.RemoveHeader(name)) }
+func (r *Response) Body() ([]byte, bool)           { return option(r.h.Body()) }
+
+// Log writes to the gateway's log, tagged with route, plugin and request id.
+func Log(level string, message string) {
+	l := gatehouse_plugin_host.LevelInfo
+	switch level {
+	case "trace":
+		l = gatehouse_plugin_host.LevelTrace
+	case "debug":
+		l = gatehouse_plugin_host.LevelDebug
+	case "warn":
+		l = gatehouse_plugin_host.LevelWarn
+	case "error":
+		l = gatehouse_plugin_host.LevelError
+	}
+	gatehouse_plugin_host.Log(l, message)
+}
+
+// NowMs is the host's wall clock in milliseconds.
+func NowMs() uint64 { return gatehouse_plugin_host.NowMs() }
+
+// ---- used by the exports (gatehouse/bindings/export_wit_world) ----
+
+// GCEvery is how many calls pass between garbage collections.
+var GCEvery = 64
+
+var instance Plugin
+
+// Start makes the plugin from its config JSON and says which hooks it has.
+func Start(configJSON string) (hooks uint8, err error) {
+	if factory == nil {
+		return 0, errors.New("no plugin registered: call gatehouse.Register in an init function")
+	}
+	var config Config
+	if err := json.Unmarshal([]byte(configJSON), &config); err != nil {
+		return 0, fmt.Errorf("the config is not a table: %v", err)
+	}
+	p, err := factory(config)
+	if err != nil {
+		return 0, err
+	}
+	instance = p
+	hooks = gatehouse_plugin_types.HooksOnRequest
+	if _, ok := p.(ResponsePlugin); ok {
+		hooks |= gatehouse_plugin_types.HooksOnResponse
+	}
+	if b, ok := p.(BodyPlugin); ok {
+		req, resp := b.WantsBodies()
+		if req {
+			hooks |= gatehouse_plugin_types.HooksRequestBody
+		}
+		if resp {
+			hooks |= gatehouse_plugin_types.HooksResponseBody
+		}
+	}
+	return hooks, nil
+}
+
+// HandleRequest runs the plugin's OnRequest.
+func HandleRequest(ctx *gatehouse_plugin_types.Context, req *gatehouse_plugin_types.Request) (*Reply, error) {
+	return instance.OnRequest(&Context{ctx}, &Request{req})
+}
+
+// HandleResponse runs the plugin's OnResponse, if it has one.
+func HandleResponse(ctx *gatehouse_plugin_types.Context, req *gatehouse_plugin_types.Request,
+	resp *gatehouse_plugin_types.Response, outcome Outcome) error {
+	if p, ok := instance.(ResponsePlugin); ok {
+		return p.OnResponse(&Context{ctx}, &Request{req}, &Response{resp}, outcome)
+	}
+	return nil
+}

@@ -1,0 +1,104 @@
+//! A plugin written in Go with the Go SDK (`examples/go-plugin`,
+//! body-guard), built by `gatehouse plugin build` (Go's wasip1 target) and
+//! served by the real gateway.
+
+use gatehouse_tests::*;
+use http::Method;
+use std::sync::LazyLock;
+
+static BUILT: LazyLock<BuiltExample> =
+    LazyLock::new(|| BuiltExample::build("go-plugin", "body-guard"));
+
+const CONFIG: &str =
+    r#"{ max_body = 64, content_types = ["application/json", "application/problem+json"] }"#;
+
+async fn post(gw: &TestGateway, content_type: &str, body: &str) -> Seen {
+    TestClient::default()
+        .send(
+            Method::POST,
+            &gw.url("/orders"),
+            &[("content-type", content_type)],
+            body,
+        )
+        .await
+}
+
+#[tokio::test]
+async fn a_small_json_body_passes_to_the_upstream() {
+    let (gw, _up) = BUILT.gateway("", CONFIG).await.unwrap();
+    let body = r#"{"item":"book","qty":2}"#;
+    let seen = post(&gw, "application/json; charset=utf-8", body).await;
+    assert_eq!(seen.status, 200, "{}", String::from_utf8_lossy(&seen.body));
+    assert_eq!(seen.json()["body"], body);
+    // Methods without a body are not checked.
+    assert_eq!(
+        TestClient::default().get(&gw.url("/orders")).await.status,
+        200
+    );
+}
+
+#[tokio::test]
+async fn wrong_type_oversized_and_malformed_bodies_are_refused() {
+    let (gw, up) = BUILT.gateway("", CONFIG).await.unwrap();
+    let seen = post(&gw, "text/plain", "hello").await;
+    assert_error_body(&seen, 415);
+    assert_eq!(
+        seen.json()["error"],
+        "content type \"text/plain\" is not accepted here"
+    );
+    let big = format!(r#"{{"note":"{}"}}"#, "x".repeat(100));
+    let seen = post(&gw, "application/json", &big).await;
+    assert_error_body(&seen, 413);
+    let message = format!("body of {} bytes is over the limit of 64", big.len());
+    assert_eq!(seen.json()["error"], message.as_str());
+    let seen = post(&gw, "application/problem+json", r#"{"title":"#).await;
+    assert_error_body(&seen, 400);
+    assert_eq!(seen.json()["error"], "the body is not valid JSON");
+    assert_eq!(up.requests(), 0, "refused bodies never reach the upstream");
+}
+
+#[tokio::test]
+async fn many_requests_in_a_row_cross_the_collections_between_calls() {
+    // The SDK collects garbage every 64 calls, between calls: a collection
+    // inside the ABI's allocator would trap the call.
+    let (gw, up) = BUILT
+        .gateway(
+            "",
+            r#"{ max_body = 4096, content_types = ["application/json"] }"#,
+        )
+        .await
+        .unwrap();
+    let body = format!(r#"{{"items":[{}]}}"#, vec!["1"; 500].join(","));
+    for i in 0..300 {
+        let seen = post(&gw, "application/json", &body).await;
+        assert_eq!(
+            seen.status,
+            200,
+            "request {i}: {}",
+            String::from_utf8_lossy(&seen.body)
+        );
+    }
+    assert_eq!(up.requests(), 300);
+}
+
+#[tokio::test]
+async fn a_bad_config_is_refused_naming_route_plugin_and_field() {
+    let err = BUILT
+        .gateway("", "{ max_body = 0 }")
+        .await
+        .err()
+        .expect("refused");
+    assert!(
+        err.contains("route \"body-guard\", plugin \"body-guard\": init failed: `max_body` must be at least 1"),
+        "{err}"
+    );
+    let err = BUILT
+        .gateway("", r#"{ content_types = "application/json" }"#)
+        .await
+        .err()
+        .expect("refused");
+    assert!(
+        err.contains("`content_types` must be a list of strings"),
+        "{err}"
+    );
+}
