@@ -31,8 +31,11 @@
 // the plugin value lives across that instance's requests.
 //
 // The Go garbage collector cannot run inside the canonical ABI's allocator
-// (the host would trap the call), so the SDK turns automatic collection off
-// and collects between calls, every GCEvery calls.
+// (the host would trap the call), so the SDK turns automatic collection off.
+// The gateway retires an instance whose linear memory passes 3/4 of its cap
+// and starts a fresh one between requests, which costs far less than
+// collecting: a forced collection takes milliseconds. A plugin that keeps
+// large state across requests can set GCEvery to collect between calls.
 package gatehouse
 
 import (
@@ -233,8 +236,9 @@ func NowMs() uint64 { return gatehouse_plugin_host.NowMs() }
 
 // ---- used by the exports (gatehouse/bindings/export_wit_world) ----
 
-// GCEvery is how many calls pass between garbage collections.
-var GCEvery = 64
+// GCEvery, when above 0, collects garbage between calls every GCEvery
+// calls. Off by default: see the package documentation.
+var GCEvery = 0
 
 var instance Plugin
 

@@ -157,8 +157,8 @@ fn c_sources(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
 /// The zig command: `$ZIG`, else `zig` on the PATH, else `python3 -m ziglang`
 /// (the `ziglang` package from PyPI).
 fn zig() -> anyhow::Result<Command> {
-    if let Some(zig) = std::env::var_os("ZIG").filter(|z| !z.is_empty()) {
-        return Ok(Command::new(zig));
+    if std::env::var_os("ZIG").is_some_and(|z| !z.is_empty()) {
+        return Ok(Command::new(tool("ZIG", "zig")));
     }
     let works = |cmd: &mut Command| {
         cmd.arg("version")
@@ -272,11 +272,18 @@ fn run_tool(cmd: &mut Command, what: &str, install: &str) -> anyhow::Result<()> 
     }
 }
 
-/// `$VAR` if set, else `default` (looked up on the PATH).
+/// `$VAR` if set, else `default` (looked up on the PATH). A relative path
+/// is taken from the current folder, since tools run in the project's.
 fn tool(var: &str, default: &str) -> std::ffi::OsString {
-    std::env::var_os(var)
-        .filter(|v| !v.is_empty())
-        .unwrap_or_else(|| default.into())
+    match std::env::var_os(var).filter(|v| !v.is_empty()) {
+        Some(v) if Path::new(&v).components().count() > 1 && Path::new(&v).is_relative() => {
+            std::env::current_dir()
+                .map(|d| d.join(&v).into_os_string())
+                .unwrap_or(v)
+        }
+        Some(v) => v,
+        None => default.into(),
+    }
 }
 
 /// JavaScript: componentize-js (StarlingMonkey; `$COMPONENTIZE_JS`, else on

@@ -23,8 +23,8 @@ func init() {
 	debug.SetGCPercent(-1)
 }
 
-// collect runs the garbage collector every gatehouse.GCEvery calls, at the
-// end of a call, where it is safe.
+// collect runs the garbage collector every gatehouse.GCEvery calls (when
+// set), at the end of a call, where it is safe.
 func collect() {
 	calls++
 	if gatehouse.GCEvery > 0 && calls%gatehouse.GCEvery == 0 {
