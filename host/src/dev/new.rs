@@ -255,7 +255,7 @@ func main() {}
 /// build uses the SDK this binary carries).
 const GO_MOD: &str = "module {name}\n\ngo 1.25\n\nrequire gatehouse v0.0.0\n\nreplace gatehouse => ./gatehouse-sdk\n";
 
-const GITIGNORE: &str = "/build/\n/target/\n/node_modules/\n*.wasm\n";
+const GITIGNORE: &str = "/build/\n/target/\n/node_modules/\n__pycache__/\n*.wasm\n";
 
 /// Creates `parent/NAME`; returns the folder.
 pub fn scaffold(lang: Lang, name: &str, parent: &Path) -> anyhow::Result<PathBuf> {
