@@ -64,8 +64,12 @@ fn a_reply_is_shown_with_its_status_headers_and_body() {
     );
     assert!(l.contains(&"< 401 Unauthorized"), "{}", out.stdout);
     assert!(l.contains(&"< www-authenticate: Bearer"), "{}", out.stdout);
-    let body = l.last().expect("a body line").trim_start_matches("< ");
-    let body: serde_json::Value = serde_json::from_str(body).expect("a JSON body");
+    let body = l
+        .iter()
+        .find_map(|l| l.strip_prefix("< {"))
+        .map(|rest| format!("{{{rest}"))
+        .expect("a body line");
+    let body: serde_json::Value = serde_json::from_str(&body).expect("a JSON body");
     assert_eq!(body["error"], "missing bearer token");
 }
 
