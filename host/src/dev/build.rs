@@ -259,9 +259,12 @@ pub fn componentize(module: &[u8]) -> anyhow::Result<Vec<u8>> {
 /// Runs a toolchain command with its output on our stderr (stdout carries
 /// only the path written) and fails with `what` if it does.
 fn run_tool(cmd: &mut Command, what: &str, install: &str) -> anyhow::Result<()> {
-    use std::os::fd::AsFd;
-    let stderr = std::io::stderr().as_fd().try_clone_to_owned()?;
-    cmd.stdout(std::process::Stdio::from(stderr));
+    #[cfg(unix)]
+    {
+        use std::os::fd::AsFd;
+        let stderr = std::io::stderr().as_fd().try_clone_to_owned()?;
+        cmd.stdout(std::process::Stdio::from(stderr));
+    }
     match cmd.status() {
         Ok(s) if s.success() => Ok(()),
         Ok(s) => bail!("{what} failed ({s})"),
