@@ -8,20 +8,20 @@ use std::sync::LazyLock;
 static BUILT: LazyLock<BuiltExample> =
     LazyLock::new(|| BuiltExample::build("c-plugin", "cidr-guard"));
 
-async fn guarded(server: &str, config: &str) -> Result<(TestGateway, Echo), String> {
-    BUILT.gateway(server, config).await
-}
-
 #[tokio::test]
 async fn an_allowed_network_passes_and_others_get_403() {
-    let (gw, _up) = guarded("", r#"{ allow = ["127.0.0.0/8", "::1/128"] }"#)
+    let (gw, _up) = BUILT
+        .gateway("", r#"{ allow = ["127.0.0.0/8", "::1/128"] }"#)
         .await
         .unwrap();
     let seen = TestClient::default().get(&gw.url("/reports")).await;
     assert_eq!(seen.status, 200);
     assert_eq!(seen.json()["service"], "up");
 
-    let (gw, _up) = guarded("", r#"{ allow = ["10.0.0.0/8"] }"#).await.unwrap();
+    let (gw, _up) = BUILT
+        .gateway("", r#"{ allow = ["10.0.0.0/8"] }"#)
+        .await
+        .unwrap();
     let seen = TestClient::default().get(&gw.url("/reports")).await;
     assert_error_body(&seen, 403);
     assert_eq!(seen.json()["error"], "client address not allowed");
@@ -29,12 +29,13 @@ async fn an_allowed_network_passes_and_others_get_403() {
 
 #[tokio::test]
 async fn the_deny_list_wins_over_the_allow_list() {
-    let (gw, _up) = guarded(
-        "",
-        r#"{ allow = ["127.0.0.0/8"], deny = ["127.0.0.1/32"] }"#,
-    )
-    .await
-    .unwrap();
+    let (gw, _up) = BUILT
+        .gateway(
+            "",
+            r#"{ allow = ["127.0.0.0/8"], deny = ["127.0.0.1/32"] }"#,
+        )
+        .await
+        .unwrap();
     let seen = TestClient::default().get(&gw.url("/")).await;
     assert_error_body(&seen, 403);
 }
@@ -42,12 +43,13 @@ async fn the_deny_list_wins_over_the_allow_list() {
 #[tokio::test]
 async fn behind_a_trusted_proxy_the_forwarded_client_is_checked() {
     // The test client connects from 127.0.0.1, the trusted load balancer.
-    let (gw, _up) = guarded(
-        r#"trusted_proxies = ["127.0.0.1"]"#,
-        r#"{ allow = ["10.0.0.0/8", "2001:db8::/32"] }"#,
-    )
-    .await
-    .unwrap();
+    let (gw, _up) = BUILT
+        .gateway(
+            r#"trusted_proxies = ["127.0.0.1"]"#,
+            r#"{ allow = ["10.0.0.0/8", "2001:db8::/32"] }"#,
+        )
+        .await
+        .unwrap();
     let from = |xff: &'static str| {
         let url = gw.url("/");
         async move {
@@ -95,7 +97,8 @@ fn config_strings_are_read_as_json_with_escapes() {
 
 #[tokio::test]
 async fn a_bad_block_is_refused_naming_route_plugin_and_field() {
-    let err = guarded("", r#"{ allow = ["127.0.0.1/8", "10.0.0.0/33"] }"#)
+    let err = BUILT
+        .gateway("", r#"{ allow = ["127.0.0.1/8", "10.0.0.0/33"] }"#)
         .await
         .err()
         .expect("refused");
@@ -103,7 +106,8 @@ async fn a_bad_block_is_refused_naming_route_plugin_and_field() {
         err.contains("route \"cidr-guard\", plugin \"cidr-guard\": init failed: `allow[1]`: 10.0.0.0/33 is not a CIDR block"),
         "{err}"
     );
-    let err = guarded("", r#"{ deny = "10.0.0.0/8" }"#)
+    let err = BUILT
+        .gateway("", r#"{ deny = "10.0.0.0/8" }"#)
         .await
         .err()
         .expect("refused");
