@@ -3,11 +3,11 @@
 use super::PluginError;
 use super::bindings::{Action, Hooks, Outcome, Reply};
 use super::exchange::{ContextRes, RequestRes, ResponseRes};
-use super::pool::EntryPool;
+use super::pool::{EntryPool, Warm, swap_slot};
 use crate::config::OnError;
 use std::sync::Arc;
 use std::time::Instant;
-use wasmtime::component::{Resource, ResourceTable};
+use wasmtime::component::Resource;
 
 /// A route's plugin entries, in config order.
 pub struct Chain {
@@ -155,24 +155,27 @@ fn log_failure(entry: &EntryPool, ctx: &ContextRes, error: &PluginError, phase: 
 async fn call_request(
     entry: &EntryPool,
     ctx: &mut ContextRes,
-    req: RequestRes,
+    mut req: RequestRes,
 ) -> (RequestRes, Result<Action, PluginError>) {
     let mut warm = match entry.checkout().await {
         Ok(w) => w,
         Err(e) => return (req, Err(e)),
     };
     warm.arm(entry.ticks, &ctx.request_id);
-    let table = &mut warm.store.data_mut().table;
-    let c = lend(table, std::mem::replace(ctx, ctx.placeholder()));
-    let r = lend(table, req);
-    let (c_b, r_b) = (Resource::new_borrow(c.rep()), Resource::new_borrow(r.rep()));
-    let result = warm
-        .bindings
-        .call_on_request(&mut warm.store, c_b, r_b)
-        .await;
-    let table = &mut warm.store.data_mut().table;
-    *ctx = take_back(table, c);
-    let req = take_back(table, r);
+    let Warm {
+        store,
+        bindings,
+        slots,
+        ..
+    } = &mut warm;
+    let table = &mut store.data_mut().table;
+    swap_slot(table, &slots.ctx, ctx);
+    swap_slot(table, &slots.req, &mut req);
+    let (c, r) = (borrow(&slots.ctx), borrow(&slots.req));
+    let result = bindings.call_on_request(&mut *store, c, r).await;
+    let table = &mut store.data_mut().table;
+    swap_slot(table, &slots.ctx, ctx);
+    swap_slot(table, &slots.req, &mut req);
     match result {
         Ok(answer) => {
             entry.checkin(warm);
@@ -191,23 +194,16 @@ async fn call_request(
     }
 }
 
-/// Puts a value in the instance's table for one call. The host adds at most
-/// three handles per call and removes them after it, so the table has room.
-fn lend<T: Send + 'static>(table: &mut ResourceTable, value: T) -> Resource<T> {
-    table.push(value).expect("resource table has room") // ok: see above
-}
-
-/// Takes back what `lend` put in; the guest only ever borrowed it, so the
-/// handle is still ours whatever the call did (trapped included).
-fn take_back<T: 'static>(table: &mut ResourceTable, handle: Resource<T>) -> T {
-    table.delete(handle).expect("handle lent for this call") // ok: see above
+/// A borrow of a slot for one call.
+fn borrow<T: 'static>(slot: &Resource<T>) -> Resource<T> {
+    Resource::new_borrow(slot.rep())
 }
 
 async fn call_response(
     entry: &EntryPool,
     ctx: &mut ContextRes,
     req: &mut RequestRes,
-    resp: ResponseRes,
+    mut resp: ResponseRes,
     outcome: Outcome,
 ) -> (ResponseRes, Result<(), PluginError>) {
     let mut warm = match entry.checkout().await {
@@ -215,23 +211,24 @@ async fn call_response(
         Err(e) => return (resp, Err(e)),
     };
     warm.arm(entry.ticks, &ctx.request_id);
-    let table = &mut warm.store.data_mut().table;
-    let c = lend(table, std::mem::replace(ctx, ctx.placeholder()));
-    let r = lend(table, std::mem::replace(req, RequestRes::placeholder()));
-    let p = lend(table, resp);
-    let borrows = (
-        Resource::new_borrow(c.rep()),
-        Resource::new_borrow(r.rep()),
-        Resource::new_borrow(p.rep()),
-    );
-    let result = warm
-        .bindings
-        .call_on_response(&mut warm.store, borrows.0, borrows.1, borrows.2, outcome)
+    let Warm {
+        store,
+        bindings,
+        slots,
+        ..
+    } = &mut warm;
+    let table = &mut store.data_mut().table;
+    swap_slot(table, &slots.ctx, ctx);
+    swap_slot(table, &slots.req, req);
+    swap_slot(table, &slots.resp, &mut resp);
+    let (c, r, p) = (borrow(&slots.ctx), borrow(&slots.req), borrow(&slots.resp));
+    let result = bindings
+        .call_on_response(&mut *store, c, r, p, outcome)
         .await;
-    let table = &mut warm.store.data_mut().table;
-    *ctx = take_back(table, c);
-    *req = take_back(table, r);
-    let resp = take_back(table, p);
+    let table = &mut store.data_mut().table;
+    swap_slot(table, &slots.ctx, ctx);
+    swap_slot(table, &slots.req, req);
+    swap_slot(table, &slots.resp, &mut resp);
     match result {
         Ok(answer) => {
             entry.checkin(warm);

@@ -1,5 +1,6 @@
 //! The request, response and context as plugins see them: host-owned
-//! resources that live in an instance's resource table for one call.
+//! resources. Each instance keeps one table entry per kind for its whole
+//! life (see `pool::Slots`); a call swaps the request's values in and back.
 
 use bytes::Bytes;
 use http::header::{HeaderMap, HeaderName, HeaderValue};
@@ -34,14 +35,15 @@ impl ContextRes {
         }
     }
 
-    /// A stand-in left behind while the real context is lent to an instance.
-    pub fn placeholder(&self) -> ContextRes {
+    /// What an instance's context slot holds between calls.
+    pub fn vacant() -> ContextRes {
+        let none: Arc<str> = Arc::from("");
         ContextRes {
-            route: self.route.clone(),
-            upstream: self.upstream.clone(),
-            request_id: self.request_id.clone(),
-            client: self.client,
-            forwarded_client: self.forwarded_client,
+            route: none.clone(),
+            upstream: none.clone(),
+            request_id: none,
+            client: SocketAddr::from(([0, 0, 0, 0], 0)),
+            forwarded_client: None,
             bag: HashMap::new(),
             timings: Vec::new(),
         }
@@ -208,13 +210,24 @@ pub fn replace_body(h: &mut HeaderMap, slot: &mut Option<Bytes>, body: Vec<u8>) 
 }
 
 impl RequestRes {
-    /// A stand-in left behind while the real request is lent to an instance.
-    pub fn placeholder() -> RequestRes {
+    /// What an instance's request slot holds between calls.
+    pub fn vacant() -> RequestRes {
         RequestRes {
             parts: http::Request::new(()).into_parts().0,
             body: None,
             body_visible: false,
             writable: false,
+        }
+    }
+}
+
+impl ResponseRes {
+    /// What an instance's response slot holds between calls.
+    pub fn vacant() -> ResponseRes {
+        ResponseRes {
+            parts: http::Response::new(()).into_parts().0,
+            body: None,
+            body_visible: false,
         }
     }
 }

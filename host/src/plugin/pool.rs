@@ -4,6 +4,7 @@
 //! cap is retired so a slow leak inside a plugin cannot grow without end.
 
 use super::bindings::{Hooks, Plugin, PluginPre};
+use super::exchange::{ContextRes, RequestRes, ResponseRes};
 use super::host::{EntryTag, Services, StoreData};
 use super::outbound::FetchPolicy;
 use super::{EPOCH_TICK, LoadedPlugin, PluginError};
@@ -13,6 +14,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use wasmtime::Store;
+use wasmtime::component::{Resource, ResourceTable};
 
 /// Calls an instance serves before it is retired.
 const MAX_USES: u32 = 100_000;
@@ -27,10 +29,46 @@ const RETIRE_AT_MEMORY: f64 = 0.75;
 /// The least CPU time an instance gets to start and run `init`.
 const INIT_DEADLINE: std::time::Duration = std::time::Duration::from_secs(1);
 
+/// An instance's handles to the context, request and response it is lent
+/// for a call. The table entries live as long as the instance: a call swaps
+/// the request's values into them and back out, so lending costs no
+/// allocation, and between calls they hold empty values (nothing of a
+/// finished request stays alive in an idle instance).
+pub(super) struct Slots {
+    pub ctx: Resource<ContextRes>,
+    pub req: Resource<RequestRes>,
+    pub resp: Resource<ResponseRes>,
+}
+
+impl Slots {
+    fn new(table: &mut ResourceTable) -> Result<Slots, PluginError> {
+        let full = |e: wasmtime::component::ResourceTableError| {
+            PluginError::Load(format!("resource table: {e}"))
+        };
+        Ok(Slots {
+            ctx: table.push(ContextRes::vacant()).map_err(full)?,
+            req: table.push(RequestRes::vacant()).map_err(full)?,
+            resp: table.push(ResponseRes::vacant()).map_err(full)?,
+        })
+    }
+}
+
+/// Swaps `value` with what the instance's slot holds: called once before
+/// a call to lend the value and once after it to take the value back. The
+/// guest only ever borrows slots, so the entry is there whatever the call
+/// did (trapped included).
+pub(super) fn swap_slot<T: 'static>(table: &mut ResourceTable, slot: &Resource<T>, value: &mut T) {
+    let held = table
+        .get_mut(slot)
+        .expect("slots live as long as the instance"); // ok: see above
+    std::mem::swap(held, value);
+}
+
 /// A warm, initialised instance.
 pub struct Warm {
     pub(super) store: Store<StoreData>,
     pub(super) bindings: Plugin,
+    pub(super) slots: Slots,
     uses: u32,
     /// Held while the instance serves a call; idle instances hold none.
     permit: Option<OwnedSemaphorePermit>,
@@ -192,9 +230,11 @@ impl EntryPool {
             Ok(b) => b,
             Err(e) => return Err(PluginError::from_trap(&e, &store, "instantiate")),
         };
+        let slots = Slots::new(&mut store.data_mut().table)?;
         let mut warm = Warm {
             store,
             bindings,
+            slots,
             uses: 0,
             permit: None,
         };
@@ -214,12 +254,16 @@ impl EntryPool {
     /// A warm instance: an idle one, or a new one. Waits while the entry's
     /// `instances` limit are all serving.
     pub async fn checkout(&self) -> Result<Warm, PluginError> {
-        let permit = self
-            .busy
-            .clone()
-            .acquire_owned()
-            .await
-            .map_err(|_| PluginError::Load("the plugin entry is shutting down".into()))?;
+        // Most calls find a free permit: skip the wait future for them.
+        let permit = match self.busy.clone().try_acquire_owned() {
+            Ok(p) => p,
+            Err(_) => self
+                .busy
+                .clone()
+                .acquire_owned()
+                .await
+                .map_err(|_| PluginError::Load("the plugin entry is shutting down".into()))?,
+        };
         let idle = self.idle.lock().unwrap_or_else(|e| e.into_inner()).pop();
         let mut warm = match idle {
             Some(w) => w,
