@@ -118,6 +118,31 @@ async fn successes_reset_the_consecutive_count() {
 }
 
 #[tokio::test]
+async fn slow_calls_count_as_failures_and_fast_ones_reset_the_count() {
+    let up = Echo::bind("up", "127.0.0.1:0").await.unwrap();
+    let gw = with_breaker(
+        "slow",
+        &up.addr.to_string(),
+        "failure_threshold = 2, open_for = \"30s\", slow_call = \"150ms\"",
+    )
+    .await;
+    let c = TestClient::default();
+    let slow = ("x-echo-delay-ms", "300");
+    // A slow answer still reaches the client, but counts against the upstream.
+    assert_eq!(c.get_with(&gw.url("/a/x"), &[slow]).await.status, 200);
+    assert_eq!(
+        c.get(&gw.url("/a/x")).await.status,
+        200,
+        "fast: count reset"
+    );
+    assert_eq!(c.get_with(&gw.url("/a/x"), &[slow]).await.status, 200);
+    assert_eq!(c.get_with(&gw.url("/b/x"), &[slow]).await.status, 200);
+    let open = c.get(&gw.url("/a/x")).await;
+    assert_error_body(&open, 503);
+    assert_eq!(up.requests(), 4, "two slow calls in a row opened it");
+}
+
+#[tokio::test]
 async fn the_cached_fallback_serves_the_last_good_body() {
     let up = Echo::bind("up", "127.0.0.1:0").await.unwrap();
     let gw = with_breaker(

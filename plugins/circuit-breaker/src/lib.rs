@@ -69,8 +69,10 @@ struct CircuitBreaker {
     fallback: Fallback,
 }
 
-const TRIAL_KEY: &str = "circuit-breaker.trial";
-const START_KEY: &str = "circuit-breaker.start-ms";
+/// What the request phase leaves for the response phase, set only when
+/// there is something to say: "trial" when the request is a half-open
+/// trial, then " START_MS" when slow calls are timed.
+const NOTE_KEY: &str = "circuit-breaker.request";
 
 impl Plugin for CircuitBreaker {
     type Config = Config;
@@ -128,9 +130,10 @@ impl Plugin for CircuitBreaker {
 
     fn on_request(&mut self, ctx: &Context, req: &mut Request) -> Result<Action> {
         let upstream = ctx.upstream();
-        match self.breaker.admit(&upstream, clock::now_ms()) {
-            Admit::Closed => {}
-            Admit::Trial => ctx.set(TRIAL_KEY, "1"),
+        let now = clock::now_ms();
+        let trial = match self.breaker.admit(&upstream, now) {
+            Admit::Closed => false,
+            Admit::Trial => true,
             Admit::Refuse { retry_after_ms } => {
                 if self.fallback == Fallback::Cached
                     && req.method() == "GET"
@@ -144,8 +147,13 @@ impl Plugin for CircuitBreaker {
                 );
                 return Ok(Action::Respond(reply));
             }
-        }
-        ctx.set(START_KEY, &clock::now_ms().to_string());
+        };
+        let note = match (trial, self.slow_call_ms) {
+            (false, None) => return Ok(Action::Continue),
+            (true, None) => "trial".to_owned(),
+            (trial, Some(_)) => format!("{} {now}", if trial { "trial" } else { "-" }),
+        };
+        ctx.set(NOTE_KEY, &note);
         Ok(Action::Continue)
     }
 
@@ -156,25 +164,26 @@ impl Plugin for CircuitBreaker {
         resp: &mut Response,
         outcome: Outcome,
     ) -> Result<()> {
+        // The upstream was not called: nothing to learn about it.
+        if matches!(outcome, Outcome::Plugin | Outcome::Gateway) {
+            return Ok(());
+        }
+        let note = ctx.get(NOTE_KEY).unwrap_or_default();
+        let (mark, start) = note.split_once(' ').unwrap_or((&note, ""));
+        let trial = mark == "trial";
+        let now = clock::now_ms();
         let failed = match outcome {
-            Outcome::ConnectError | Outcome::Timeout => true,
             Outcome::Upstream => {
-                let slow = match (
-                    self.slow_call_ms,
-                    ctx.get(START_KEY).and_then(|s| s.parse::<u64>().ok()),
-                ) {
-                    (Some(limit), Some(start)) => clock::now_ms().saturating_sub(start) > limit,
+                let slow = match (self.slow_call_ms, start.parse::<u64>().ok()) {
+                    (Some(limit), Some(start)) => now.saturating_sub(start) > limit,
                     _ => false,
                 };
                 slow || self.failure_statuses.contains(&resp.status())
             }
-            // The upstream was not called: nothing to learn about it.
-            Outcome::Plugin | Outcome::Gateway => return Ok(()),
+            _ => true,
         };
         let upstream = ctx.upstream();
-        let trial = ctx.get(TRIAL_KEY).is_some();
-        self.breaker
-            .record(&upstream, trial, failed, clock::now_ms());
+        self.breaker.record(&upstream, trial, failed, now);
         if !failed
             && self.fallback == Fallback::Cached
             && req.method() == "GET"

@@ -175,10 +175,6 @@ impl Plugin for JwtAuth {
     }
 
     fn on_request(&mut self, ctx: &Context, req: &mut Request) -> Result<Action> {
-        // Whatever happens next, the client's own copies of claim headers go.
-        for (_, header) in &self.forward {
-            req.remove_header(header)?;
-        }
         let auth = req.header("authorization").unwrap_or_default();
         let token = match auth.split_once(' ') {
             Some((scheme, t)) if scheme.eq_ignore_ascii_case("bearer") && !t.trim().is_empty() => {
@@ -214,9 +210,14 @@ impl Plugin for JwtAuth {
                 )));
             }
         }
+        // Only a verified request goes upstream, and every claim header it
+        // carries is ours: `set` replaces a client's copy, and a claim the
+        // token lacks removes it.
         for (claim, header) in &self.forward {
             let values = claim_values(claims.get(claim));
-            if !values.is_empty() {
+            if values.is_empty() {
+                req.remove_header(header)?;
+            } else {
                 req.set_header(header, &values.join(","))?;
             }
         }
