@@ -4,12 +4,14 @@
 # the route, and the quickstart's users route (jwt-auth HS256 + rate-limit +
 # transform + circuit-breaker, with a valid token) against the same route
 # without plugins; then the criterion micro-benchmarks (each plugin's warm
-# cost, the users chain, the router); then start-up time with an empty and a
-# warm compile cache (bench/startup.sh); and each language's example plugin:
-# size, compile time, cold start, memory and warm call (benches/languages.rs).
+# cost, the users chain, one host call of each kind, the router); then
+# start-up time with an empty and a warm compile cache (bench/startup.sh);
+# and each language's example plugin: size, compile time, cold start, memory
+# and warm call (benches/languages.rs).
 #
 #   bench/run.sh            # 10 s per case
 #   DURATION=30s bench/run.sh
+#   LOAD_ONLY=1 bench/run.sh   # the wrk cases only
 #
 # Writes bench/results/load.json. Needs wrk (Debian package `wrk`; installed
 # here when running as root). Results depend on the machine: the figures in
@@ -117,9 +119,11 @@ print('added per add-header plugin at saturation: %.2f µs' % r['added_us_per_pl
 print('users chain / same route without plugins: %.1f %% of the throughput (target >= 75 %%)' % (100 * r['users_chain_throughput_ratio']))
 PY
 
+[ -n "${LOAD_ONLY:-}" ] && exit 0
+
 echo
-echo "== warm plugin call and router (criterion)"
-cargo bench -p gatehouse-bench --bench plugin_call --bench router -- --warm-up-time 1 --measurement-time 3 2>&1 | grep -E '^(plugin|chain|router)|time:'
+echo "== warm plugin call, host calls and router (criterion)"
+cargo bench -p gatehouse-bench --bench plugin_call --bench host_calls --bench router -- --warm-up-time 1 --measurement-time 3 2>&1 | grep -E '^(plugin|chain|host_calls|router)|time:'
 
 echo
 echo "== plugins by language: size, compile, cold start, memory, warm call (criterion)"
