@@ -149,6 +149,7 @@ pub fn request(token: &str) -> (ContextRes, RequestRes) {
         client: "127.0.0.1:40000".parse().expect("addr"),
         forwarded_client: None,
         bag: HashMap::new(),
+        response_headers: Vec::new(),
         timings: Vec::new(),
     };
     (

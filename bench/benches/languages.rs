@@ -118,6 +118,7 @@ fn request(headers: &[(String, String)], post: Option<&'static str>) -> (Context
         client: "127.0.0.1:40000".parse().unwrap(),
         forwarded_client: None,
         bag: HashMap::new(),
+        response_headers: Vec::new(),
         timings: Vec::new(),
     };
     let body = Some(bytes::Bytes::from_static(post.unwrap_or("").as_bytes()));

@@ -207,6 +207,7 @@ impl Gateway {
             forwarded_client,
             bag,
             // Each entry records up to two phases: no growth on the way.
+            response_headers: Vec::new(),
             timings: Vec::with_capacity(2 * route.chain.entries.len()),
         };
         let req = RequestRes {
@@ -253,11 +254,14 @@ impl Gateway {
                 Outcome::Gateway,
             ),
         };
+        let Outgoing { mut res, stream } = out;
+        // Headers plugins set for the client in the request phase, on
+        // whatever answer it is, before the response phase sees it.
+        ctx.apply_response_headers(&mut res.parts.headers);
         if ran == 0 || route.chain.is_empty() {
             trace.plugins = std::mem::take(&mut ctx.timings);
-            return out;
+            return Outgoing { res, stream };
         }
-        let Outgoing { res, stream } = out;
         let id = request_id.clone();
         let res = route
             .chain
@@ -265,6 +269,8 @@ impl Gateway {
                 Outgoing::error(&GatewayError::Plugin(f.plugin.clone()), &id).res
             })
             .await;
+        let mut res = res;
+        ctx.apply_response_headers(&mut res.parts.headers);
         trace.plugins = std::mem::take(&mut ctx.timings);
         Outgoing { res, stream }
     }

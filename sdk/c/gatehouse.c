@@ -303,6 +303,12 @@ void gh_context_set(gh_context ctx, const char *key, const char *value) {
     gatehouse_plugin_types_method_context_set(ctx, &k, &v);
 }
 
+char *gh_context_set_response_header(gh_context ctx, const char *name, const char *value) {
+    plugin_string_t n = view(name), v = view(value), err;
+    return outcome(
+        gatehouse_plugin_types_method_context_set_response_header(ctx, &n, &v, &err), &err);
+}
+
 void gh_log(gh_level level, const char *format, ...) {
     va_list args;
     va_start(args, format);

@@ -1,5 +1,5 @@
 /*
- * The Gatehouse plugin SDK for C (contract gatehouse:plugin@0.1.2).
+ * The Gatehouse plugin SDK for C (contract gatehouse:plugin@0.1.3).
  *
  * A plugin implements gh_init and gh_on_request (gh_on_response is
  * optional) and uses the helpers below; the SDK exports the contract's
@@ -106,6 +106,10 @@ char *gh_context_request_id(gh_context ctx);
 char *gh_context_client_ip(gh_context ctx);
 char *gh_context_get(gh_context ctx, const char *key);
 void gh_context_set(gh_context ctx, const char *key, const char *value);
+/* Sets a header on the response the client gets, whoever answers; from
+ * on_request it spares a plugin its own on_response. NULL, or why the host
+ * refused (free it). Contract 0.1.3. */
+char *gh_context_set_response_header(gh_context ctx, const char *name, const char *value);
 
 /* ---- logging ----------------------------------------------------------- */
 

@@ -1,5 +1,5 @@
 // Package gatehouse is the Gatehouse plugin SDK for Go (contract
-// gatehouse:plugin@0.1.2), for components built with Go's wasip1 target.
+// gatehouse:plugin@0.1.3), for components built with Go's wasip1 target.
 //
 //	package main
 //
@@ -171,6 +171,12 @@ func (c *Context) ClientIP() string {
 
 func (c *Context) Get(key string) (string, bool) { return option(c.h.Get(key)) }
 func (c *Context) Set(key, value string)         { c.h.Set(key, value) }
+
+// SetResponseHeader sets a header on the response the client gets, whoever
+// answers; from OnRequest it spares a plugin its own OnResponse (0.1.3).
+func (c *Context) SetResponseHeader(name, value string) error {
+	return checked(c.h.SetResponseHeader(name, value))
+}
 
 func option[T any](o witTypes.Option[T]) (T, bool) {
 	if o.IsSome() {

@@ -1,4 +1,4 @@
-// The Gatehouse plugin SDK for JavaScript (contract gatehouse:plugin@0.1.2),
+// The Gatehouse plugin SDK for JavaScript (contract gatehouse:plugin@0.1.3),
 // for components built with componentize-js (StarlingMonkey).
 //
 //   import { Plugin, Reply, PluginError, exportPlugin } from "./gatehouse.js";
@@ -22,8 +22,8 @@
 // at a time: state on `this` lives across that instance's requests; state
 // shared by every instance goes through `state` (u64 values are BigInt there).
 
-import * as host from "gatehouse:plugin/host@0.1.2";
-import * as state from "gatehouse:plugin/state@0.1.2";
+import * as host from "gatehouse:plugin/host@0.1.3";
+import * as state from "gatehouse:plugin/state@0.1.3";
 
 export { state };
 
@@ -93,6 +93,11 @@ export class Context {
   }
   set(key, value) {
     this.h.set(key, String(value));
+  }
+  // Sets a header on the response the client gets, whoever answers; from
+  // onRequest it spares a plugin its own onResponse (contract 0.1.3).
+  setResponseHeader(name, value) {
+    checked(() => this.h.setResponseHeader(name, String(value)));
   }
 }
 

@@ -1,4 +1,4 @@
-"""The Gatehouse plugin SDK for Python (contract gatehouse:plugin@0.1.2).
+"""The Gatehouse plugin SDK for Python (contract gatehouse:plugin@0.1.3).
 
 Subclass `Plugin`, implement `on_request` (and `on_response` if you need
 it), and export the class::
@@ -109,6 +109,11 @@ class Context:
 
     def set(self, key: str, value: str) -> None:
         self._h.set(key, value)
+
+    def set_response_header(self, name: str, value: str) -> None:
+        """Sets a header on the response the client gets, whoever answers;
+        from on_request it spares a plugin its own on_response (0.1.3)."""
+        _checked(self._h.set_response_header, name, value)
 
 
 def _checked(call: Callable, *args):

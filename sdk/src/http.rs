@@ -98,6 +98,22 @@ impl<'a> Context<'a> {
     pub fn set(&self, key: &str, value: &str) {
         self.0.set(key, value)
     }
+
+    /// Sets a header (replacing any of that name) on the response the
+    /// client gets for this request, whoever answers it: the upstream, a
+    /// plugin's reply or the gateway. Set in `on_request`, it is applied
+    /// before the response phase, so a plugin whose only response work is
+    /// headers it decided here can leave `on_response` out
+    /// (`ON_RESPONSE = false`) and save the gateway a call into it.
+    ///
+    /// ```no_run
+    /// # fn f(ctx: &gatehouse_sdk::Context) -> gatehouse_sdk::Result<()> {
+    /// ctx.set_response_header("ratelimit-remaining", "41")?;
+    /// # Ok(()) }
+    /// ```
+    pub fn set_response_header(&self, name: &str, value: &str) -> Result<()> {
+        self.0.set_response_header(name, value).map_err(Error)
+    }
 }
 
 /// The request on its way upstream (read-only in the response phase).

@@ -199,6 +199,9 @@ fn scaffold_build_run(lang: &str, env: &[(&str, &Path)]) {
     assert_eq!(out.code, Some(0), "{}{}", out.stdout, out.stderr);
     let marked = format!("< x-checked-by: {name}");
     assert!(out.stdout.lines().any(|l| l == marked), "{}", out.stdout);
+    // Set from on_request with set-response-header, in every SDK.
+    let early = "< x-checked-header: x-api-version";
+    assert!(out.stdout.lines().any(|l| l == early), "{}", out.stdout);
     let out = run(&[]);
     assert_eq!(out.code, Some(3), "{}{}", out.stdout, out.stderr);
     assert!(out.stdout.contains("< 400 Bad Request"), "{}", out.stdout);

@@ -95,12 +95,14 @@ impl Plugin for {type} {
         Ok({type}(config))
     }
 
-    fn on_request(&mut self, _ctx: &Context, req: &mut Request) -> Result<Action> {
+    fn on_request(&mut self, ctx: &Context, req: &mut Request) -> Result<Action> {
         if req.header(&self.0.header).is_none() {
             let message = format!("missing {} header", self.0.header);
             let body = serde_json::json!({ "error": message, "status": 400 });
             return Ok(Action::Respond(Reply::json(400, &body)));
         }
+        // A response header decided here needs no on_response.
+        ctx.set_response_header("x-checked-header", &self.0.header)?;
         Ok(Action::Continue)
     }
 
@@ -147,6 +149,8 @@ gh_decision gh_on_request(gh_context ctx, gh_request req, gh_reply *reply) {
     char *value = gh_request_header(req, required);
     if (!value) return gh_reply_error(reply, ctx, 400, "missing required header");
     free(value);
+    /* A response header decided here needs no on_response. */
+    free(gh_context_set_response_header(ctx, "x-checked-header", required));
     return GH_CONTINUE;
 }
 
@@ -177,6 +181,8 @@ class {type}(gatehouse.Plugin):
     def on_request(self, ctx, req):
         if req.header(self.header) is None:
             return gatehouse.Reply.error(ctx, 400, "missing required header")
+        # A response header decided here needs no on_response.
+        ctx.set_response_header("x-checked-header", self.header)
         return None
 
     def on_response(self, ctx, req, resp, outcome):
@@ -205,6 +211,8 @@ class {type} extends Plugin {
   onRequest(ctx, req) {
     if (req.header(this.header) === undefined)
       return Reply.error(ctx, 400, "missing required header");
+    // A response header decided here needs no onResponse.
+    ctx.setResponseHeader("x-checked-header", this.header);
     return null;
   }
 
@@ -234,7 +242,8 @@ func (p *plugin) OnRequest(ctx *gatehouse.Context, req *gatehouse.Request) (*gat
 	if _, ok := req.Header(p.header); !ok {
 		return gatehouse.ErrorReply(ctx, 400, "missing required header"), nil
 	}
-	return nil, nil
+	// A response header decided here needs no OnResponse.
+	return nil, ctx.SetResponseHeader("x-checked-header", p.header)
 }
 
 func (p *plugin) OnResponse(ctx *gatehouse.Context, req *gatehouse.Request, resp *gatehouse.Response, outcome gatehouse.Outcome) error {

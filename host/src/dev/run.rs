@@ -148,6 +148,7 @@ async fn once(
         client: spec.client,
         forwarded_client: None,
         bag: bag.clone(),
+        response_headers: Vec::new(),
         timings: Vec::new(),
     };
     let req = RequestRes {
@@ -168,6 +169,10 @@ async fn once(
             let _ = writeln!(report, "on-request  respond {} in {took}", reply.status);
             if detail {
                 write_reply(report, &reply);
+                // Headers set for the client land on the reply too.
+                for (n, v) in &ctx.response_headers {
+                    let _ = writeln!(report, "< {n}: {}", String::from_utf8_lossy(v.as_bytes()));
+                }
                 write_bag(report, &ctx.bag, bag);
             }
             Verdict::Respond(reply.status)
@@ -182,7 +187,7 @@ async fn once(
                 write_body(report, '>', req.body.as_deref());
                 write_bag(report, &ctx.bag, bag);
             }
-            if !chain.has_response_hooks() {
+            if !chain.has_response_hooks() && ctx.response_headers.is_empty() {
                 return Verdict::Continue;
             }
             let mut parts = http::Response::new(()).into_parts().0;
@@ -197,6 +202,7 @@ async fn once(
                     .headers
                     .insert(http::header::CONTENT_LENGTH, HeaderValue::from(b.len()));
             }
+            ctx.apply_response_headers(&mut parts.headers);
             let resp = ResponseRes {
                 parts,
                 body: Some(body.unwrap_or_default()),
@@ -216,6 +222,8 @@ async fn once(
                     }
                 })
                 .await;
+            let mut resp = resp;
+            ctx.apply_response_headers(&mut resp.parts.headers);
             let took = ms(started.elapsed());
             if let Some(error) = failed.into_inner() {
                 let _ = writeln!(report, "on-response failed in {took}: {error}");

@@ -22,6 +22,9 @@ pub struct ContextRes {
     /// peer is one (`server.trusted_proxies`).
     pub forwarded_client: Option<std::net::IpAddr>,
     pub bag: HashMap<String, String>,
+    /// Headers plugins set for the client's response (`set-response-header`),
+    /// not applied yet.
+    pub response_headers: Vec<(HeaderName, HeaderValue)>,
     /// Each plugin call so far: plugin, phase, time (for the access log).
     pub timings: Vec<(Arc<str>, &'static str, std::time::Duration)>,
 }
@@ -45,7 +48,15 @@ impl ContextRes {
             client: SocketAddr::from(([0, 0, 0, 0], 0)),
             forwarded_client: None,
             bag: HashMap::new(),
+            response_headers: Vec::new(),
             timings: Vec::new(),
+        }
+    }
+
+    /// Applies the headers set by `set-response-header` so far.
+    pub fn apply_response_headers(&mut self, headers: &mut HeaderMap) {
+        for (name, value) in self.response_headers.drain(..) {
+            headers.insert(name, value);
         }
     }
 }
@@ -175,7 +186,7 @@ pub fn header_list(h: &HeaderMap) -> Vec<(String, String)> {
         .collect()
 }
 
-fn parse_header(name: &str, value: &str) -> Result<(HeaderName, HeaderValue), String> {
+pub fn parse_header(name: &str, value: &str) -> Result<(HeaderName, HeaderValue), String> {
     let n = HeaderName::from_bytes(name.as_bytes())
         .map_err(|_| format!("invalid header name \"{name}\""))?;
     let v =

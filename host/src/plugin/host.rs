@@ -201,6 +201,15 @@ impl types::HostContext for StoreData {
         self.table.get_mut(&c)?.bag.insert(key, value);
         Ok(())
     }
+    fn set_response_header(
+        &mut self,
+        c: Resource<ContextRes>,
+        name: String,
+        value: String,
+    ) -> R<Result<(), String>> {
+        let ctx = self.table.get_mut(&c)?;
+        Ok(exchange::parse_header(&name, &value).map(|h| ctx.response_headers.push(h)))
+    }
     fn drop(&mut self, _c: Resource<ContextRes>) -> R<()> {
         // The host owns these and takes them back after each call.
         Ok(())

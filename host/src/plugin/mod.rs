@@ -41,7 +41,7 @@ const COMPILED_CACHE: std::num::NonZeroUsize = match std::num::NonZeroUsize::new
 pub const MAX_PLUGIN_FILE: u64 = 64 * 1024 * 1024;
 
 /// The contract version this host serves.
-pub const CONTRACT: &str = "gatehouse:plugin@0.1.2";
+pub const CONTRACT: &str = "gatehouse:plugin@0.1.3";
 
 /// Why a plugin could not be loaded or failed a call.
 #[derive(Debug, Clone, thiserror::Error)]

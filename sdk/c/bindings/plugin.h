@@ -231,7 +231,7 @@ typedef struct {
 
 typedef gatehouse_plugin_types_borrow_response_t plugin_borrow_response_t;
 
-// Imported Functions from `gatehouse:plugin/host@0.1.2`
+// Imported Functions from `gatehouse:plugin/host@0.1.3`
 // Writes to the gateway's log, tagged with the route, plugin and request id.
 extern void gatehouse_plugin_host_log(gatehouse_plugin_host_level_t level, plugin_string_t *message);
 // Wall-clock time: milliseconds since the Unix epoch.
@@ -247,7 +247,7 @@ extern bool gatehouse_plugin_host_counter_add(plugin_string_t *name, plugin_list
 // is either a counter or a gauge, and none of the gateway's own.
 extern bool gatehouse_plugin_host_gauge_set(plugin_string_t *name, plugin_list_tuple2_string_string_t *labels, int64_t value, plugin_string_t *err);
 
-// Imported Functions from `gatehouse:plugin/state@0.1.2`
+// Imported Functions from `gatehouse:plugin/state@0.1.3`
 // Adds `delta` to `key`'s counter in the current window of `window-ms`
 // milliseconds (windows are aligned to the Unix epoch) and returns it.
 extern void gatehouse_plugin_state_incr(plugin_string_t *key, int64_t delta, uint64_t window_ms, gatehouse_plugin_state_window_count_t *ret);
@@ -263,7 +263,7 @@ extern bool gatehouse_plugin_state_set_if_absent(plugin_string_t *key, plugin_li
 extern bool gatehouse_plugin_state_compare_and_swap(plugin_string_t *key, plugin_list_u8_t *maybe_expected, plugin_list_u8_t *value, uint64_t *maybe_ttl_ms);
 extern void gatehouse_plugin_state_delete(plugin_string_t *key);
 
-// Imported Functions from `gatehouse:plugin/types@0.1.2`
+// Imported Functions from `gatehouse:plugin/types@0.1.3`
 // The route's name from the configuration.
 extern void gatehouse_plugin_types_method_context_route(gatehouse_plugin_types_borrow_context_t self, plugin_string_t *ret);
 // The name of the route's upstream (state about an upstream, such as
@@ -279,6 +279,15 @@ extern void gatehouse_plugin_types_method_context_client_addr(gatehouse_plugin_t
 extern bool gatehouse_plugin_types_method_context_get(gatehouse_plugin_types_borrow_context_t self, plugin_string_t *key, plugin_string_t *ret);
 // Hands a fact to later plugins of this request (e.g. `consumer`).
 extern void gatehouse_plugin_types_method_context_set(gatehouse_plugin_types_borrow_context_t self, plugin_string_t *key, plugin_string_t *value);
+// Sets a header (replacing any of that name) on the response the
+// client gets for this request, whoever answers it: the upstream,
+// a plugin's reply or the gateway's own error. Set in `on-request`,
+// it is applied as the response phase starts, so `on-response`
+// calls see it and may change it; set in `on-response`, after the
+// last of them. A plugin whose response work is only headers it
+// decided in `on-request` (rate-limit counts, CORS) then needs no
+// `on-response` at all. Added in 0.1.3.
+extern bool gatehouse_plugin_types_method_context_set_response_header(gatehouse_plugin_types_borrow_context_t self, plugin_string_t *name, plugin_string_t *value, plugin_string_t *err);
 extern void gatehouse_plugin_types_method_request_method(gatehouse_plugin_types_borrow_request_t self, plugin_string_t *ret);
 extern bool gatehouse_plugin_types_method_request_set_method(gatehouse_plugin_types_borrow_request_t self, plugin_string_t *method, plugin_string_t *err);
 // The path, without the query string.
@@ -315,7 +324,7 @@ extern bool gatehouse_plugin_types_method_response_body(gatehouse_plugin_types_b
 // Replaces the body (needs `response-body`); content-length follows.
 extern bool gatehouse_plugin_types_method_response_set_body(gatehouse_plugin_types_borrow_response_t self, plugin_list_u8_t *body, plugin_string_t *err);
 
-// Imported Functions from `gatehouse:plugin/outbound@0.1.2`
+// Imported Functions from `gatehouse:plugin/outbound@0.1.3`
 // Sends one request and waits for the whole response.
 extern bool gatehouse_plugin_outbound_fetch(gatehouse_plugin_outbound_fetch_request_t *request, gatehouse_plugin_outbound_fetch_response_t *ret, gatehouse_plugin_outbound_fetch_error_t *err);
 
