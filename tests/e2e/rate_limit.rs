@@ -76,6 +76,52 @@ async fn responses_carry_ratelimit_headers_and_refusals_a_retry_after() {
 }
 
 #[tokio::test]
+async fn the_counts_go_on_any_answer_before_later_response_hooks_run() {
+    // Set from the request phase (contract 0.1.3), the headers land on a
+    // later plugin's reply too, and a later plugin's on-response sees them.
+    let (gw, up) = gateway_to_echo(
+        r#"
+[[routes]]
+name = "counts-reply"
+path = "/reply/*"
+upstream = "up"
+[[routes.plugins]]
+plugin = "rate-limit"
+config = { limit = 5, window = "1h" }
+[[routes.plugins]]
+plugin = "testkit"
+config = { mode = "respond", status = 418, body = "teapot" }
+
+[[routes]]
+name = "counts-shaped"
+path = "/shaped/*"
+upstream = "up"
+[[routes.plugins]]
+plugin = "rate-limit"
+config = { limit = 5, window = "1h" }
+[[routes.plugins]]
+plugin = "transform"
+config = { response = { remove_headers = ["ratelimit-reset"] } }
+"#,
+    )
+    .await;
+    let c = TestClient::default();
+    let reply = c.get(&gw.url("/reply/x")).await;
+    assert_eq!(reply.status, 418);
+    assert_eq!(reply.header("ratelimit-limit"), Some("5"));
+    assert_eq!(reply.header("ratelimit-remaining"), Some("4"));
+    assert_eq!(up.requests(), 0);
+    let shaped = c.get(&gw.url("/shaped/x")).await;
+    assert_eq!(shaped.status, 200);
+    assert_eq!(shaped.header("ratelimit-remaining"), Some("4"));
+    assert_eq!(
+        shaped.header("ratelimit-reset"),
+        None,
+        "transform removed it"
+    );
+}
+
+#[tokio::test]
 async fn the_quota_comes_back_when_the_window_resets() {
     let (gw, _up) = with_limit(
         "reset",

@@ -25,11 +25,9 @@
 
 mod algorithm;
 
-use algorithm::{Algorithm, Decision};
+use algorithm::Algorithm;
 use gatehouse_sdk::config::Duration;
-use gatehouse_sdk::{
-    Action, Context, Error, Outcome, Plugin, Reply, Request, Response, Result, export, log, metrics,
-};
+use gatehouse_sdk::{Action, Context, Error, Plugin, Reply, Request, Result, export, log, metrics};
 use serde::Deserialize;
 
 #[derive(Deserialize)]
@@ -61,11 +59,10 @@ struct RateLimit {
     key: Key,
 }
 
-/// Where the request phase leaves the headers for the response phase.
-const HEADERS_KEY: &str = "rate-limit.headers";
-
 impl Plugin for RateLimit {
     type Config = Config;
+    // The counts go on the response from the request phase.
+    const ON_RESPONSE: bool = false;
 
     fn new(c: Config) -> Result<Self> {
         if c.limit == 0 {
@@ -128,33 +125,11 @@ impl Plugin for RateLimit {
             }
             return Ok(Action::Respond(reply));
         }
-        ctx.set(HEADERS_KEY, &encode(&d));
+        for (name, value) in headers {
+            ctx.set_response_header(name, &value)?;
+        }
         Ok(Action::Continue)
     }
-
-    fn on_response(
-        &mut self,
-        ctx: &Context,
-        _req: &Request,
-        resp: &mut Response,
-        _: Outcome,
-    ) -> Result<()> {
-        if let Some((remaining, reset)) = ctx.get(HEADERS_KEY).as_deref().and_then(decode) {
-            resp.set_header("ratelimit-limit", &self.limit.to_string())?;
-            resp.set_header("ratelimit-remaining", &remaining.to_string())?;
-            resp.set_header("ratelimit-reset", &reset.to_string())?;
-        }
-        Ok(())
-    }
-}
-
-fn encode(d: &Decision) -> String {
-    format!("{} {}", d.remaining, d.reset_secs)
-}
-
-fn decode(s: &str) -> Option<(u64, u64)> {
-    let (a, b) = s.split_once(' ')?;
-    Some((a.parse().ok()?, b.parse().ok()?))
 }
 
 export!(RateLimit);
