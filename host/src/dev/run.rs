@@ -229,7 +229,9 @@ async fn once(
                 let _ = writeln!(report, "on-response failed in {took}: {error}");
                 return Verdict::Failed;
             }
-            let _ = writeln!(report, "on-response done in {took}");
+            if chain.has_response_hooks() {
+                let _ = writeln!(report, "on-response done in {took}");
+            }
             if detail {
                 let _ = writeln!(report, "response to the client:");
                 let _ = writeln!(report, "< {}", resp.parts.status);

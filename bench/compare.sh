@@ -1,0 +1,289 @@
+#!/usr/bin/env bash
+# Gatehouse beside the proxies people would pick instead, on this machine,
+# in one run: nginx and HAProxy (Debian's packages) and Gatehouse, each with
+# one worker thread, in front of one fast upstream (nginx answering a small
+# JSON body), measured with wrk at fixed connections, rounds alternating:
+#
+#   direct            the upstream itself (the limit)
+#   nginx             proxy_pass, keep-alive upstream pool
+#   haproxy           plain proxy
+#   gatehouse         a route without plugins
+#   haproxy-chain     natively: jwt_verify HS256 + exp check, a stick-table
+#                     rate limit that never triggers, headers added
+#   gatehouse-chain   the quickstart's users route: jwt-auth (HS256) +
+#                     rate-limit + transform + circuit-breaker, all Wasm
+#
+# then latency at a fixed rate (half the slowest peer's throughput) with
+# oha's latency correction, so coordinated omission does not hide the tail,
+# and the gateway's resident memory over a million requests on the users
+# chain, with every built-in plugin loaded (the quickstart's config).
+#
+#   bench/compare.sh                      # 3 rounds of 5 s per case
+#   ROUNDS=5 DURATION=10s bench/compare.sh
+#
+# Prints a table with ratios (gatehouse / peer) and writes
+# bench/results/compare.json. Needs nginx, haproxy and wrk (Debian packages:
+# installed here when running as root, else `sudo apt-get install nginx
+# haproxy wrk`) and oha (`cargo install --locked oha`; installed into
+# target/bench-tools when missing).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROUNDS=${ROUNDS:-3}
+DURATION=${DURATION:-5s}
+CONNECTIONS=${CONNECTIONS:-32}
+RATE_DURATION=${RATE_DURATION:-10s}
+MILLION=${MILLION:-1000000}
+BASE_PORT=${BASE_PORT:-19100}
+UP=$((BASE_PORT + 1)) NGINX=$((BASE_PORT + 2)) HAPROXY=$((BASE_PORT + 3))
+HAPROXY_CHAIN=$((BASE_PORT + 4)) GATEWAY=$((BASE_PORT + 5))
+
+missing=()
+for tool in nginx haproxy wrk; do
+    command -v "$tool" >/dev/null || [ -x "/usr/sbin/$tool" ] || missing+=("$tool")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+    if [ "$(id -u)" = 0 ]; then
+        apt-get update -qq && apt-get install -y -qq "${missing[@]}" >/dev/null
+    else
+        echo "compare: needs ${missing[*]}: sudo apt-get install ${missing[*]}" >&2
+        exit 1
+    fi
+fi
+PATH="$PATH:/usr/sbin:$PWD/target/bench-tools/bin"
+if ! command -v oha >/dev/null; then
+    echo "compare: installing oha into target/bench-tools (a few minutes, once)" >&2
+    cargo install --locked --quiet --root target/bench-tools oha
+fi
+
+cargo xtask plugins
+cargo build --release -p gatehouse
+
+work=$(mktemp -d)
+pids=()
+cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$work"; }
+trap cleanup EXIT
+
+# The quickstart's demo token: HS256, quickstart-secret, expires in 2100.
+TOKEN=$(sed -n 's/^pub const TOKEN: &str = "\(.*\)";$/\1/p' bench/lib.rs)
+BODY='{"service":"users","id":42,"name":"Alice","email":"alice@example.com","body":""}'
+
+nginx_conf() { # name, port, location body
+    mkdir -p "$work/$1"
+    cat > "$work/$1/nginx.conf" <<EOF
+worker_processes 1;
+daemon off;
+master_process off;
+pid $work/$1/nginx.pid;
+error_log $work/$1/error.log warn;
+events { worker_connections 4096; }
+http {
+    access_log off;
+    client_body_temp_path $work/$1;
+    proxy_temp_path $work/$1;
+    fastcgi_temp_path $work/$1;
+    uwsgi_temp_path $work/$1;
+    scgi_temp_path $work/$1;
+    upstream up { server 127.0.0.1:$UP; keepalive 64; }
+    server {
+        listen 127.0.0.1:$2 reuseport;
+        location / { $3 }
+    }
+}
+EOF
+    nginx -p "$work/$1" -c "$work/$1/nginx.conf" &
+    pids+=($!)
+}
+nginx_conf upstream "$UP" "default_type application/json; return 200 '$BODY';"
+nginx_conf nginx "$NGINX" 'proxy_pass http://up; proxy_http_version 1.1; proxy_set_header Connection "";'
+
+cat > "$work/haproxy.cfg" <<EOF
+global
+    nbthread 1
+    maxconn 8192
+defaults
+    mode http
+    timeout connect 5s
+    timeout client 30s
+    timeout server 30s
+    http-reuse always
+backend up
+    server u1 127.0.0.1:$UP
+frontend plain
+    bind 127.0.0.1:$HAPROXY
+    default_backend up
+frontend chain
+    bind 127.0.0.1:$HAPROXY_CHAIN
+    stick-table type string len 64 size 100k expire 60s store http_req_rate(60s)
+    http-request set-var(txn.bearer) http_auth_bearer
+    http-request set-var(txn.alg) var(txn.bearer),jwt_header_query('\$.alg')
+    http-request deny deny_status 401 unless { var(txn.alg) -m str HS256 }
+    http-request deny deny_status 401 unless { var(txn.bearer),jwt_verify(txn.alg,"quickstart-secret") -m int 1 }
+    http-request set-var(txn.now) date
+    http-request set-var(txn.exp) var(txn.bearer),jwt_payload_query('\$.exp','int')
+    http-request deny deny_status 401 if { var(txn.exp),sub(txn.now) -m int lt 0 }
+    http-request set-var(txn.sub) var(txn.bearer),jwt_payload_query('\$.sub')
+    http-request track-sc0 var(txn.sub)
+    http-request deny deny_status 429 if { sc_http_req_rate(0) gt 1000000000 }
+    http-request set-header x-user-id %[var(txn.sub)]
+    http-request set-header x-internal-request true
+    default_backend up
+EOF
+haproxy -q -f "$work/haproxy.cfg" &
+pids+=($!)
+
+# The quickstart's config (every built-in plugin loaded), one worker, every
+# upstream on the nginx one, the users rate limit raised so it never
+# triggers, and a plain route without plugins.
+sed -e "s|^listen = .*|listen = \"127.0.0.1:$GATEWAY\"|" \
+    -e "s|^plugins_dir = .*|plugins_dir = \"$PWD/target/plugins\"|" \
+    -e "s|^workers = .*|workers = 1|" \
+    -e "s|^targets = .*|targets = [\"127.0.0.1:$UP\"]|" \
+    -e 's/limit = 5, window = "1m"/limit = 1000000000, window = "1m"/' \
+    examples/quickstart/gatehouse.toml > "$work/gatehouse.toml"
+printf '\n[[routes]]\nname = "plain"\npath = "/users/*"\nupstream = "users"\n' >> "$work/gatehouse.toml"
+GATEHOUSE_LOG=warn target/release/gatehouse run --no-watch --config "$work/gatehouse.toml" &
+gateway_pid=$!
+pids+=("$gateway_pid")
+
+for port in "$UP" "$NGINX" "$HAPROXY" "$HAPROXY_CHAIN" "$GATEWAY"; do
+    for _ in $(seq 200); do (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break; sleep 0.05; done
+done
+rss_kib() { awk '/^VmRSS:/ { print $2 }' "/proc/$gateway_pid/status"; }
+rss_ready=$(rss_kib)
+
+declare -A URL=(
+    [direct]="http://127.0.0.1:$UP/users/42"
+    [nginx]="http://127.0.0.1:$NGINX/users/42"
+    [haproxy]="http://127.0.0.1:$HAPROXY/users/42"
+    [gatehouse]="http://127.0.0.1:$GATEWAY/users/42"
+    [haproxy-chain]="http://127.0.0.1:$HAPROXY_CHAIN/users/42"
+    [gatehouse-chain]="http://127.0.0.1:$GATEWAY/api/v1/users/42"
+)
+CASES=(direct nginx haproxy gatehouse haproxy-chain gatehouse-chain)
+AUTH="Authorization: Bearer $TOKEN"
+
+for c in "${CASES[@]}"; do   # each must answer 200 before it is measured
+    status=$(curl -s -o /dev/null -w '%{http_code}' -H "$AUTH" "${URL[$c]}")
+    [ "$status" = 200 ] || { echo "compare: $c answered $status" >&2; exit 1; }
+    wrk -t1 -c"$CONNECTIONS" -d2s -H "$AUTH" "${URL[$c]}" >/dev/null   # warm pools and instances
+done
+for c in haproxy-chain gatehouse-chain; do   # both chains really check the token
+    for auth in "Authorization: Bearer ${TOKEN}x" "Authorization: Bearer" "X-None: 1"; do
+        status=$(curl -s -o /dev/null -w '%{http_code}' -H "$auth" "${URL[$c]}")
+        [ "$status" = 401 ] || { echo "compare: $c let \"$auth\" through ($status)" >&2; exit 1; }
+    done
+done
+
+echo "wrk -t1 -c$CONNECTIONS -d$DURATION, $ROUNDS rounds alternating, one worker per proxy, $(nproc) cores" >&2
+for round in $(seq "$ROUNDS"); do
+    for c in "${CASES[@]}"; do
+        out=$(wrk -t1 -c"$CONNECTIONS" -d"$DURATION" -H "$AUTH" "${URL[$c]}")
+        if grep -q "Non-2xx" <<<"$out"; then
+            echo "compare: $c got non-2xx answers" >&2; exit 1
+        fi
+        rps=$(awk '/Requests\/sec/ { print $2 }' <<<"$out")
+        echo "{\"case\":\"$c\",\"round\":$round,\"rps\":$rps}" >> "$work/throughput.jsonl"
+        printf '  round %s  %-16s %10.0f req/s\n' "$round" "$c" "$rps" >&2
+    done
+done
+
+median_rps() { python3 - "$work/throughput.jsonl" "$1" <<'PY'
+import json, statistics, sys
+print(statistics.median(r["rps"] for r in map(json.loads, open(sys.argv[1])) if r["case"] == sys.argv[2]))
+PY
+}
+declare -A RPS
+for c in "${CASES[@]}"; do RPS[$c]=$(median_rps "$c"); done
+
+# Latency at a fixed rate: half of the slowest peer's throughput, for both
+# pairs, with oha correcting for coordinated omission.
+latency() { # case, rate
+    oha --no-tui --output-format json --latency-correction -z "$RATE_DURATION" \
+        -c "$CONNECTIONS" -q "$2" -H "$AUTH" "${URL[$1]}" > "$work/oha-$1.json"
+    python3 - "$work/oha-$1.json" "$1" "$2" <<'PY'
+import json, sys
+r = json.load(open(sys.argv[1]))
+p = r["latencyPercentiles"]
+codes = r.get("statusCodeDistribution", {})
+bad = sum(n for code, n in codes.items() if code != "200")
+print(json.dumps({"case": sys.argv[2], "rate": int(float(sys.argv[3])),
+                  "p50_us": round(p["p50"] * 1e6), "p99_us": round(p["p99"] * 1e6),
+                  "non_200": bad}))
+PY
+}
+plain_rate=$(python3 -c "print(int(min(${RPS[nginx]}, ${RPS[haproxy]}, ${RPS[gatehouse]}) / 2))")
+chain_rate=$(python3 -c "print(int(min(${RPS[haproxy-chain]}, ${RPS[gatehouse-chain]}) / 2))")
+echo "latency at a fixed rate: $plain_rate req/s (plain), $chain_rate req/s (chain), $RATE_DURATION each" >&2
+for c in nginx haproxy gatehouse; do latency "$c" "$plain_rate" >> "$work/latency.jsonl"; done
+for c in haproxy-chain gatehouse-chain; do latency "$c" "$chain_rate" >> "$work/latency.jsonl"; done
+
+# Memory over a million requests on the users chain, sampled as it goes.
+rss_before=$(rss_kib)
+( while kill -0 "$gateway_pid" 2>/dev/null; do rss_kib; sleep 1; done ) > "$work/rss.txt" 2>/dev/null &
+sampler=$!
+pids+=("$sampler")
+echo "memory: $MILLION requests on the users chain" >&2
+oha --no-tui --output-format json -n "$MILLION" -c "$CONNECTIONS" -H "$AUTH" \
+    "${URL[gatehouse-chain]}" > "$work/oha-million.json"
+kill "$sampler" 2>/dev/null || true
+rss_after=$(rss_kib)
+
+mkdir -p bench/results
+python3 - "$work" "$rss_ready" "$rss_before" "$rss_after" "$MILLION" "$ROUNDS" "$DURATION" "$CONNECTIONS" \
+    > bench/results/compare.json <<'PY'
+import json, statistics, sys
+work, ready, before, after, million, rounds, duration, conns = sys.argv[1:]
+tp = [json.loads(l) for l in open(f"{work}/throughput.jsonl")]
+cases = sorted({r["case"] for r in tp}, key=[r["case"] for r in tp].index)
+rps = {c: statistics.median(r["rps"] for r in tp if r["case"] == c) for c in cases}
+lat = {r["case"]: r for r in map(json.loads, open(f"{work}/latency.jsonl"))}
+samples = [int(l) for l in open(f"{work}/rss.txt") if l.strip().isdigit()]
+m = json.load(open(f"{work}/oha-million.json"))
+codes = m.get("statusCodeDistribution", {})
+half = samples[len(samples) // 2] if samples else int(before)
+mib = lambda kib: round(int(kib) / 1024, 1)
+print(json.dumps({
+    "setup": {"rounds": int(rounds), "duration": duration, "connections": int(conns),
+              "workers": 1, "tool": "wrk -t1; oha --latency-correction -q RATE for latency"},
+    "throughput_rps": {c: round(v) for c, v in rps.items()},
+    "throughput_ratio": {
+        "gatehouse/nginx": round(rps["gatehouse"] / rps["nginx"], 3),
+        "gatehouse/haproxy": round(rps["gatehouse"] / rps["haproxy"], 3),
+        "gatehouse-chain/haproxy-chain": round(rps["gatehouse-chain"] / rps["haproxy-chain"], 3),
+        "gatehouse-chain/gatehouse": round(rps["gatehouse-chain"] / rps["gatehouse"], 3),
+    },
+    "latency_at_fixed_rate": lat,
+    "p99_difference_us": {
+        "gatehouse-haproxy": lat["gatehouse"]["p99_us"] - lat["haproxy"]["p99_us"],
+        "gatehouse-chain-haproxy-chain": lat["gatehouse-chain"]["p99_us"] - lat["haproxy-chain"]["p99_us"],
+    },
+    "memory": {
+        "rss_ready_mib": mib(ready),
+        "rss_before_million_mib": mib(before),
+        "rss_halfway_mib": mib(half),
+        "rss_after_million_mib": mib(after),
+        "rss_max_mib": mib(max(samples + [int(after)])),
+        "requests": int(million),
+        "non_200": sum(n for c, n in codes.items() if c != "200"),
+        "million_rps": round(m["summary"]["requestsPerSec"]),
+    },
+}, indent=2))
+PY
+
+python3 - <<'PY'
+import json
+r = json.load(open("bench/results/compare.json"))
+t, l = r["throughput_rps"], r["latency_at_fixed_rate"]
+print("\n%-16s %12s %12s %10s %10s" % ("case", "requests/s", "vs peer", "p50 µs", "p99 µs"))
+peer = {"gatehouse": "haproxy", "gatehouse-chain": "haproxy-chain"}
+for c, v in t.items():
+    ratio = "%.2f× %s" % (v / t[peer[c]], peer[c]) if c in peer else ""
+    p50 = l.get(c, {}).get("p50_us", "")
+    p99 = l.get(c, {}).get("p99_us", "")
+    print("%-16s %12d %12s %10s %10s" % (c, v, ratio, p50, p99))
+print("\nratios:", ", ".join("%s %.2f" % kv for kv in r["throughput_ratio"].items()))
+m = r["memory"]
+print("gateway RSS: %.1f MiB ready, %.1f MiB before, %.1f MiB halfway, %.1f MiB after %d requests (max %.1f; %d non-200)"
+      % (m["rss_ready_mib"], m["rss_before_million_mib"], m["rss_halfway_mib"], m["rss_after_million_mib"],
+         m["requests"], m["rss_max_mib"], m["non_200"]))
+PY
