@@ -316,11 +316,25 @@ impl Runtime {
         }
         // Compiled outside the lock: other plugins may compile meanwhile.
         let component = Component::from_binary(&self.engine, bytes)?;
+        release_freed_memory();
         remembered(&component);
         if let Some(disk) = &self.disk {
             disk.store(&key, &component);
         }
         Ok((component, key, Compiled::Compiler))
+    }
+}
+
+/// Hands memory the compiler freed back to the system. Cranelift compiles
+/// on every core, and glibc keeps what each thread's arena freed: after a
+/// start that compiled the quickstart's plugins, about 45 MiB of freed heap
+/// stayed resident, twice what the gateway then used.
+fn release_freed_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only returns free pages to the kernel; it takes
+    // each arena's lock, so it is safe while other threads allocate.
+    unsafe {
+        libc::malloc_trim(0);
     }
 }
 
