@@ -150,6 +150,7 @@ pub fn request(token: &str) -> (ContextRes, RequestRes) {
         forwarded_client: None,
         bag: HashMap::new(),
         response_headers: Vec::new(),
+        response_headers_applied: 0,
         timings: Vec::new(),
     };
     (

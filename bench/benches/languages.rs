@@ -119,6 +119,7 @@ fn request(headers: &[(String, String)], post: Option<&'static str>) -> (Context
         forwarded_client: None,
         bag: HashMap::new(),
         response_headers: Vec::new(),
+        response_headers_applied: 0,
         timings: Vec::new(),
     };
     let body = Some(bytes::Bytes::from_static(post.unwrap_or("").as_bytes()));

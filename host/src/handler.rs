@@ -208,6 +208,7 @@ impl Gateway {
             bag,
             // Each entry records up to two phases: no growth on the way.
             response_headers: Vec::new(),
+            response_headers_applied: 0,
             timings: Vec::with_capacity(2 * route.chain.entries.len()),
         };
         let req = RequestRes {

@@ -76,7 +76,7 @@ async fn responses_carry_ratelimit_headers_and_refusals_a_retry_after() {
 }
 
 #[tokio::test]
-async fn the_counts_go_on_any_answer_before_later_response_hooks_run() {
+async fn the_counts_go_on_any_answer_including_a_response_phase_failure() {
     // Set from the request phase (contract 0.1.3), the headers land on a
     // later plugin's reply too, and a later plugin's on-response sees them.
     let (gw, up) = gateway_to_echo(
@@ -102,6 +102,17 @@ config = { limit = 5, window = "1h" }
 [[routes.plugins]]
 plugin = "transform"
 config = { response = { remove_headers = ["ratelimit-reset"] } }
+
+[[routes]]
+name = "counts-failed"
+path = "/failed/*"
+upstream = "up"
+[[routes.plugins]]
+plugin = "rate-limit"
+config = { limit = 5, window = "1h" }
+[[routes.plugins]]
+plugin = "testkit"
+config = { mode = "fail-response", message = "broken" }
 "#,
     )
     .await;
@@ -119,6 +130,11 @@ config = { response = { remove_headers = ["ratelimit-reset"] } }
         None,
         "transform removed it"
     );
+    // A plugin failing in the response phase: the gateway's error replaces
+    // the upstream's answer, and the counts are on it too.
+    let failed = c.get(&gw.url("/failed/x")).await;
+    assert_error_body(&failed, 503);
+    assert_eq!(failed.header("ratelimit-remaining"), Some("4"));
 }
 
 #[tokio::test]

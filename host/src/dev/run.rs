@@ -149,6 +149,7 @@ async fn once(
         forwarded_client: None,
         bag: bag.clone(),
         response_headers: Vec::new(),
+        response_headers_applied: 0,
         timings: Vec::new(),
     };
     let req = RequestRes {

@@ -126,6 +126,7 @@ impl Chain {
                         plugin: entry.tag.plugin.clone(),
                         error,
                     });
+                    ctx.reapply_response_headers(&mut resp.parts.headers);
                     outcome = Outcome::Gateway;
                 }
             }

@@ -23,8 +23,9 @@ pub struct ContextRes {
     pub forwarded_client: Option<std::net::IpAddr>,
     pub bag: HashMap<String, String>,
     /// Headers plugins set for the client's response (`set-response-header`),
-    /// not applied yet.
+    /// in order; the first `response_headers_applied` are on the response.
     pub response_headers: Vec<(HeaderName, HeaderValue)>,
+    pub response_headers_applied: usize,
     /// Each plugin call so far: plugin, phase, time (for the access log).
     pub timings: Vec<(Arc<str>, &'static str, std::time::Duration)>,
 }
@@ -49,14 +50,24 @@ impl ContextRes {
             forwarded_client: None,
             bag: HashMap::new(),
             response_headers: Vec::new(),
+            response_headers_applied: 0,
             timings: Vec::new(),
         }
     }
 
-    /// Applies the headers set by `set-response-header` so far.
+    /// Applies the headers set by `set-response-header` since the last call.
     pub fn apply_response_headers(&mut self, headers: &mut HeaderMap) {
-        for (name, value) in self.response_headers.drain(..) {
-            headers.insert(name, value);
+        for (name, value) in &self.response_headers[self.response_headers_applied..] {
+            headers.insert(name.clone(), value.clone());
+        }
+        self.response_headers_applied = self.response_headers.len();
+    }
+
+    /// Applies every header set so far, to a response that replaced the one
+    /// they were applied to (the gateway's error for a failed plugin).
+    pub fn reapply_response_headers(&self, headers: &mut HeaderMap) {
+        for (name, value) in &self.response_headers[..self.response_headers_applied] {
+            headers.insert(name.clone(), value.clone());
         }
     }
 }
