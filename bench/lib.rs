@@ -5,7 +5,6 @@ use gatehouse::config::{Limits, OnError, PluginEntry};
 use gatehouse::plugin::{
     Chain, ContextRes, EntryPool, Outcome, RequestRes, RequestStep, ResponseRes, Runtime,
 };
-use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -142,17 +141,12 @@ pub fn request(token: &str) -> (ContextRes, RequestRes) {
         req = req.header(n, v);
     }
     let (parts, ()) = req.body(()).expect("valid request").into_parts();
-    let ctx = ContextRes {
-        route: Arc::from("bench"),
-        upstream: Arc::from("bench"),
-        request_id: Arc::from("0123456789abcdef0123456789abcdef"),
-        client: "127.0.0.1:40000".parse().expect("addr"),
-        forwarded_client: None,
-        bag: HashMap::new(),
-        response_headers: Vec::new(),
-        response_headers_applied: 0,
-        timings: Vec::new(),
-    };
+    let ctx = ContextRes::new(
+        Arc::from("bench"),
+        Arc::from("bench"),
+        Arc::from("0123456789abcdef0123456789abcdef"),
+        "127.0.0.1:40000".parse().expect("addr"),
+    );
     (
         ctx,
         RequestRes {

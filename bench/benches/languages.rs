@@ -17,7 +17,6 @@ use gatehouse::plugin::{
     Chain, ContextRes, EntryPool, Outcome, RequestRes, RequestStep, ResponseRes, Runtime,
 };
 use hmac::{KeyInit, Mac};
-use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -111,17 +110,12 @@ fn request(headers: &[(String, String)], post: Option<&'static str>) -> (Context
         req = req.header(n, v);
     }
     let (parts, ()) = req.body(()).unwrap().into_parts();
-    let ctx = ContextRes {
-        route: Arc::from("bench"),
-        upstream: Arc::from("bench"),
-        request_id: Arc::from("0123456789abcdef0123456789abcdef"),
-        client: "127.0.0.1:40000".parse().unwrap(),
-        forwarded_client: None,
-        bag: HashMap::new(),
-        response_headers: Vec::new(),
-        response_headers_applied: 0,
-        timings: Vec::new(),
-    };
+    let ctx = ContextRes::new(
+        Arc::from("bench"),
+        Arc::from("bench"),
+        Arc::from("0123456789abcdef0123456789abcdef"),
+        "127.0.0.1:40000".parse().unwrap(),
+    );
     let body = Some(bytes::Bytes::from_static(post.unwrap_or("").as_bytes()));
     let req = RequestRes {
         parts,

@@ -200,16 +200,16 @@ impl Gateway {
             .map(|(k, v)| (format!("param.{k}"), v))
             .collect();
         let mut ctx = ContextRes {
-            route: route.name.clone(),
-            upstream: route.upstream.name.clone(),
-            request_id: request_id.clone(),
-            client,
             forwarded_client,
             bag,
             // Each entry records up to two phases: no growth on the way.
-            response_headers: Vec::new(),
-            response_headers_applied: 0,
             timings: Vec::with_capacity(2 * route.chain.entries.len()),
+            ..ContextRes::new(
+                route.name.clone(),
+                route.upstream.name.clone(),
+                request_id.clone(),
+                client,
+            )
         };
         let req = RequestRes {
             parts,

@@ -142,15 +142,13 @@ async fn once(
     report: &mut String,
 ) -> Verdict {
     let mut ctx = ContextRes {
-        route: Arc::from("plugin-run"),
-        upstream: Arc::from("upstream"),
-        request_id: Arc::from(uuid::Uuid::new_v4().simple().to_string()),
-        client: spec.client,
-        forwarded_client: None,
         bag: bag.clone(),
-        response_headers: Vec::new(),
-        response_headers_applied: 0,
-        timings: Vec::new(),
+        ..ContextRes::new(
+            Arc::from("plugin-run"),
+            Arc::from("upstream"),
+            Arc::from(uuid::Uuid::new_v4().simple().to_string()),
+            spec.client,
+        )
     };
     let req = RequestRes {
         parts: request.parts.clone(),

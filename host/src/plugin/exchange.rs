@@ -39,20 +39,36 @@ impl ContextRes {
         }
     }
 
-    /// What an instance's context slot holds between calls.
-    pub fn vacant() -> ContextRes {
-        let none: Arc<str> = Arc::from("");
+    /// A request's context before any plugin ran: no trusted-proxy client,
+    /// nothing in the bag, no response headers or timings yet.
+    pub fn new(
+        route: Arc<str>,
+        upstream: Arc<str>,
+        request_id: Arc<str>,
+        client: SocketAddr,
+    ) -> ContextRes {
         ContextRes {
-            route: none.clone(),
-            upstream: none.clone(),
-            request_id: none,
-            client: SocketAddr::from(([0, 0, 0, 0], 0)),
+            route,
+            upstream,
+            request_id,
+            client,
             forwarded_client: None,
             bag: HashMap::new(),
             response_headers: Vec::new(),
             response_headers_applied: 0,
             timings: Vec::new(),
         }
+    }
+
+    /// What an instance's context slot holds between calls.
+    pub fn vacant() -> ContextRes {
+        let none: Arc<str> = Arc::from("");
+        ContextRes::new(
+            none.clone(),
+            none.clone(),
+            none,
+            SocketAddr::from(([0, 0, 0, 0], 0)),
+        )
     }
 
     /// Applies the headers set by `set-response-header` since the last call.

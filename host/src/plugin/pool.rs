@@ -254,16 +254,12 @@ impl EntryPool {
     /// A warm instance: an idle one, or a new one. Waits while the entry's
     /// `instances` limit are all serving.
     pub async fn checkout(&self) -> Result<Warm, PluginError> {
-        // Most calls find a free permit: skip the wait future for them.
-        let permit = match self.busy.clone().try_acquire_owned() {
-            Ok(p) => p,
-            Err(_) => self
-                .busy
-                .clone()
-                .acquire_owned()
-                .await
-                .map_err(|_| PluginError::Load("the plugin entry is shutting down".into()))?,
-        };
+        let permit = self
+            .busy
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|_| PluginError::Load("the plugin entry is shutting down".into()))?;
         let idle = self.idle.lock().unwrap_or_else(|e| e.into_inner()).pop();
         let mut warm = match idle {
             Some(w) => w,
