@@ -240,7 +240,7 @@ fn plugins(gw: &Gateway) -> Value {
                 "size_bytes": p.size,
                 "contract": CONTRACT,
                 "loaded_at_ms": loaded_at,
-                "compiled_by": p.compiled.as_str(),
+                "compiled_by": p.compiled().as_str(),
                 "entries": entries,
             })
         })

@@ -175,6 +175,11 @@ fn load_plugins(
                     };
                     match result {
                         Ok(p) => {
+                            tracing::info!(
+                                plugin = name.as_str(),
+                                compiled_by = p.compiled().as_str(),
+                                "plugin loaded"
+                            );
                             loaded.insert(name.clone(), p);
                             continue;
                         }

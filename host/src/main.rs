@@ -304,9 +304,16 @@ fn current_thread() -> anyhow::Result<tokio::runtime::Runtime> {
 }
 
 /// The plugin runtime, with the compile cache the config asks for (a cache
-/// that cannot be used is reported and left off, never fatal).
-fn runtime(config: &Config) -> anyhow::Result<Runtime> {
-    let mut runtime = Runtime::new().context("starting the plugin runtime")?;
+/// that cannot be used is reported and left off, never fatal). A serving
+/// gateway is tiered: it starts on baseline code for plugins in no cache;
+/// `check` compiles them fully, which also fills the cache for `run`.
+fn runtime(config: &Config, tiered: bool) -> anyhow::Result<Runtime> {
+    let runtime = if tiered {
+        Runtime::tiered()
+    } else {
+        Runtime::new()
+    };
+    let mut runtime = runtime.context("starting the plugin runtime")?;
     if let Some(dir) = &config.server.compile_cache
         && let Err(e) = runtime.use_disk_cache(dir)
     {
@@ -319,7 +326,7 @@ fn runtime(config: &Config) -> anyhow::Result<Runtime> {
 }
 
 async fn run_check(path: &Path, config: &Config) -> anyhow::Result<ExitCode> {
-    let runtime = runtime(config)?;
+    let runtime = runtime(config, false)?;
     match Gateway::build(config, &runtime).await {
         Ok(gw) => {
             let entries: usize = gw.chains().map(|(_, c)| c.entries.len()).sum();
@@ -343,7 +350,7 @@ async fn run(
     access_log: Option<AccessLog>,
     watch: bool,
 ) -> anyhow::Result<ExitCode> {
-    let runtime = Arc::new(runtime(config)?);
+    let runtime = Arc::new(runtime(config, true)?);
     let gateway = match Gateway::build(config, &runtime).await {
         Ok(g) => match access_log {
             Some(log) => g.with_access_log(log),

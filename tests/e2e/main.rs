@@ -27,5 +27,6 @@ mod retries;
 mod routing;
 mod sandbox;
 mod shutdown;
+mod tiered;
 mod transform;
 mod trusted_proxies;

@@ -218,12 +218,20 @@ impl TestGateway {
 
     /// Starts a gateway, or returns the config errors as text.
     pub async fn try_start(toml: &str) -> Result<TestGateway, String> {
-        TestGateway::try_start_with(toml, None).await
+        TestGateway::try_start_with(toml, None, &RUNTIME).await
+    }
+
+    /// Starts a gateway on a plugin runtime of its own.
+    pub async fn start_on(toml: &str, runtime: &Arc<Runtime>) -> TestGateway {
+        match TestGateway::try_start_with(toml, None, runtime).await {
+            Ok(g) => g,
+            Err(e) => panic!("gateway refused its config:\n{e}"),
+        }
     }
 
     /// Starts a gateway writing its access log to `log`.
     pub async fn start_logged(toml: &str, log: gatehouse::access_log::AccessLog) -> TestGateway {
-        match TestGateway::try_start_with(toml, Some(log)).await {
+        match TestGateway::try_start_with(toml, Some(log), &RUNTIME).await {
             Ok(g) => g,
             Err(e) => panic!("gateway refused its config:\n{e}"),
         }
@@ -232,17 +240,18 @@ impl TestGateway {
     async fn try_start_with(
         toml: &str,
         log: Option<gatehouse::access_log::AccessLog>,
+        runtime: &Arc<Runtime>,
     ) -> Result<TestGateway, String> {
         let (dir, parsed) = config(toml);
         let config = parsed.map_err(|e| e.to_string())?;
-        let mut gateway = Gateway::build(&config, &RUNTIME)
+        let mut gateway = Gateway::build(&config, runtime)
             .await
             .map_err(|e| e.to_string())?;
         if let Some(log) = log {
             gateway = gateway.with_access_log(log);
         }
         let path = dir.path().join("gatehouse.toml");
-        let live = Arc::new(Live::new(gateway, path, RUNTIME.clone()));
+        let live = Arc::new(Live::new(gateway, path, runtime.clone()));
         let running = server::start(live).await.map_err(|e| e.to_string())?;
         Ok(TestGateway {
             addr: running.addr,

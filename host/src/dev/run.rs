@@ -87,7 +87,7 @@ pub async fn run(
         "plugin    {name} ({} bytes, sha256 {}…, {CONTRACT}, machine code from the {})",
         plugin.size,
         &plugin.sha256[..12],
-        plugin.compiled.as_str()
+        plugin.compiled().as_str()
     );
     let _ = writeln!(
         report,

@@ -4,6 +4,7 @@
 
 mod bindings;
 mod chain;
+mod compile;
 mod disk_cache;
 mod exchange;
 mod host;
@@ -19,23 +20,21 @@ pub use outbound::MAX_FETCH_BODY;
 pub use pool::{EntryPool, EntryStats, StatsSnapshot};
 pub use state::SharedState;
 
+use arc_swap::ArcSwap;
 use bindings::{Plugin, PluginPre};
+use compile::{Compiler, Tier};
 use host::StoreData;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 use wasmtime::component::{Component, HasSelf, Linker};
-use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store};
+use wasmtime::{
+    Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, Strategy,
+};
 
 /// The resolution of plugin CPU deadlines.
 pub const EPOCH_TICK: Duration = Duration::from_millis(1);
-
-/// Compiled components kept for reuse.
-const COMPILED_CACHE: std::num::NonZeroUsize = match std::num::NonZeroUsize::new(64) {
-    Some(n) => n,
-    None => panic!("the compiled-component cache holds at least one"),
-};
 
 /// The largest `.wasm` file the gateway loads.
 pub const MAX_PLUGIN_FILE: u64 = 64 * 1024 * 1024;
@@ -147,16 +146,68 @@ pub struct LoadedPlugin {
     /// The file's size in bytes.
     pub size: u64,
     pub loaded_at: std::time::SystemTime,
-    /// Where the machine code came from.
-    pub compiled: Compiled,
-    pre: PluginPre<StoreData>,
+    /// The machine code instances start from: swapped once when a plugin
+    /// served with baseline code gets its optimised code.
+    code: ArcSwap<Code>,
+}
+
+/// Machine code linked to the contract, ready to instantiate.
+pub(crate) struct Code {
+    pub(crate) pre: PluginPre<StoreData>,
+    pub(crate) compiled: Compiled,
+}
+
+impl LoadedPlugin {
+    /// Where the machine code new instances run came from.
+    pub fn compiled(&self) -> Compiled {
+        self.code.load().compiled
+    }
+
+    /// The code new instances start from.
+    pub(crate) fn code(&self) -> Arc<Code> {
+        self.code.load_full()
+    }
+
+    /// Whether `code` is still what new instances start from.
+    pub(crate) fn is_current(&self, code: &Arc<Code>) -> bool {
+        Arc::ptr_eq(&self.code.load(), code)
+    }
+
+    /// Swaps in optimised code; instances of the old code retire as they
+    /// come back to their pools.
+    fn upgrade(&self, tier: &Tier, component: &Component) {
+        match tier
+            .linker
+            .instantiate_pre(component)
+            .and_then(PluginPre::new)
+        {
+            Ok(pre) => {
+                self.code.store(Arc::new(Code {
+                    pre,
+                    compiled: Compiled::Compiler,
+                }));
+                tracing::info!(
+                    plugin = &*self.name,
+                    "plugin optimised: new instances run the optimising compiler's code"
+                );
+            }
+            Err(e) => tracing::warn!(
+                plugin = &*self.name,
+                "the plugin stays on baseline code: {}",
+                first_line(&e)
+            ),
+        }
+    }
 }
 
 /// Where a loaded plugin's machine code came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Compiled {
-    /// Compiled now.
+    /// Compiled now by the optimising compiler.
     Compiler,
+    /// Compiled now by the baseline compiler; the optimising one is at work
+    /// in the background.
+    Baseline,
     /// The same file was loaded before by this process.
     Memory,
     /// The gateway's compile cache on disk.
@@ -167,70 +218,84 @@ impl Compiled {
     pub fn as_str(self) -> &'static str {
         match self {
             Compiled::Compiler => "compiler",
+            Compiled::Baseline => "baseline",
             Compiled::Memory => "memory-cache",
             Compiled::Disk => "disk-cache",
         }
     }
 }
 
-/// The engine and everything shared by all plugins.
+/// The engines and everything shared by all plugins.
 pub struct Runtime {
-    engine: Engine,
-    linker: Linker<StoreData>,
+    compiler: Arc<Compiler>,
     /// Shared state and outbound HTTP, offered to every instance.
     pub services: Arc<Services>,
-    /// Components already compiled, by the SHA-256 of their bytes: loading
-    /// the same file again (another gateway, a reload) skips the compiler.
-    /// Bounded, so replaced versions do not pile up.
-    compiled: std::sync::Mutex<lru::LruCache<[u8; 32], Component>>,
-    /// Compiled components kept across restarts, when enabled.
-    disk: Option<disk_cache::DiskCache>,
     stop_ticker: Arc<AtomicBool>,
 }
 
-impl Runtime {
-    pub fn new() -> anyhow::Result<Runtime> {
-        let mut pooling = PoolingAllocationConfig::default();
-        pooling
-            .total_component_instances(2000)
-            .total_core_instances(4000)
-            .total_memories(2000)
-            .total_tables(4000)
-            .max_memory_size(crate::config::MAX_PLUGIN_MEMORY as usize);
-        let mut config = Config::new();
-        config
-            .epoch_interruption(true)
-            .allocation_strategy(InstanceAllocationStrategy::Pooling(pooling))
-            .max_wasm_stack(512 * 1024);
-        // `GATEHOUSE_WASM_PROFILE=perfmap` names plugin code for `perf`.
-        if std::env::var_os("GATEHOUSE_WASM_PROFILE").is_some_and(|v| v == "perfmap") {
-            config.profiler(wasmtime::ProfilingStrategy::PerfMap);
-        }
-        let engine = Engine::new(&config)?;
-        let mut linker = Linker::new(&engine);
-        wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
-        Plugin::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s)?;
+/// The engine settings both tiers share.
+fn engine_config(strategy: Strategy) -> Config {
+    let mut pooling = PoolingAllocationConfig::default();
+    pooling
+        .total_component_instances(2000)
+        .total_core_instances(4000)
+        .total_memories(2000)
+        .total_tables(4000)
+        .max_memory_size(crate::config::MAX_PLUGIN_MEMORY as usize);
+    let mut config = Config::new();
+    config
+        .strategy(strategy)
+        .epoch_interruption(true)
+        .allocation_strategy(InstanceAllocationStrategy::Pooling(pooling))
+        .max_wasm_stack(512 * 1024);
+    // `GATEHOUSE_WASM_PROFILE=perfmap` names plugin code for `perf`.
+    if std::env::var_os("GATEHOUSE_WASM_PROFILE").is_some_and(|v| v == "perfmap") {
+        config.profiler(wasmtime::ProfilingStrategy::PerfMap);
+    }
+    config
+}
 
+/// WASI and the plugin contract, for one engine.
+fn contract_linker(engine: &Engine) -> anyhow::Result<Linker<StoreData>> {
+    let mut linker = Linker::new(engine);
+    wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
+    Plugin::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s)?;
+    Ok(linker)
+}
+
+impl Runtime {
+    /// A runtime that compiles every plugin with the optimising compiler
+    /// before serving it (checks, tools, tests and benchmarks).
+    pub fn new() -> anyhow::Result<Runtime> {
+        Runtime::with_compiler(Compiler::new(false)?)
+    }
+
+    /// A runtime that serves a plugin found in no cache with baseline code
+    /// at once and swaps in optimised code when the background compile is
+    /// done: the gateway starts in a fraction of the time.
+    pub fn tiered() -> anyhow::Result<Runtime> {
+        Runtime::with_compiler(Compiler::new(true)?)
+    }
+
+    fn with_compiler(compiler: Compiler) -> anyhow::Result<Runtime> {
+        let compiler = Arc::new(compiler);
         // One ticker thread drives every deadline; none per request.
         let stop_ticker = Arc::new(AtomicBool::new(false));
-        let (weak, stop) = (engine.weak(), stop_ticker.clone());
+        let (weak, stop) = (Arc::downgrade(&compiler), stop_ticker.clone());
         std::thread::Builder::new()
             .name("gatehouse-epoch".into())
             .spawn(move || {
                 while !stop.load(Ordering::Relaxed) {
                     std::thread::sleep(EPOCH_TICK);
                     match weak.upgrade() {
-                        Some(engine) => engine.increment_epoch(),
+                        Some(compiler) => compiler.engines().for_each(Engine::increment_epoch),
                         None => break,
                     }
                 }
             })?;
         Ok(Runtime {
-            engine,
-            linker,
+            compiler,
             services: Arc::new(Services::default()),
-            compiled: std::sync::Mutex::new(lru::LruCache::new(COMPILED_CACHE)),
-            disk: None,
             stop_ticker,
         })
     }
@@ -252,7 +317,11 @@ impl Runtime {
         }
         let bytes = std::fs::read(path).map_err(cannot_read)?;
         check_header(&bytes).map_err(|m| PluginError::Load(format!("{}: {m}", path.display())))?;
-        let (component, digest, compiled) = self.compile(&bytes).map_err(|e| {
+        let digest: [u8; 32] = {
+            use sha2::Digest;
+            sha2::Sha256::digest(&bytes).into()
+        };
+        let (component, compiled) = self.compiler.compile(digest, &bytes).map_err(|e| {
             PluginError::Load(format!(
                 "{}: invalid component: {}",
                 path.display(),
@@ -260,6 +329,8 @@ impl Runtime {
             ))
         })?;
         let pre = self
+            .compiler
+            .tier(compiled)
             .linker
             .instantiate_pre(&component)
             .and_then(PluginPre::new)
@@ -270,58 +341,32 @@ impl Runtime {
                     first_line(&e)
                 ))
             })?;
-        Ok(Arc::new(LoadedPlugin {
+        let plugin = Arc::new(LoadedPlugin {
             name: Arc::from(name),
             path: path.to_path_buf(),
             sha256: hex(&digest),
             size: bytes.len() as u64,
             loaded_at: std::time::SystemTime::now(),
-            compiled,
-            pre,
-        }))
+            code: ArcSwap::from_pointee(Code { pre, compiled }),
+        });
+        if compiled == Compiled::Baseline {
+            self.compiler.when_optimised(digest, &plugin);
+        }
+        Ok(plugin)
     }
-}
 
-impl Runtime {
+    /// Holds background optimisation while `held` (plugins compiled by the
+    /// baseline compiler keep running its code), and releases it.
+    pub fn hold_optimiser(&self, held: bool) {
+        self.compiler.hold(held);
+    }
+
     /// Keeps compiled plugins in `dir` across restarts (created private if
     /// missing; refused if another user could write to it).
     pub fn use_disk_cache(&mut self, dir: &Path) -> std::io::Result<()> {
-        self.disk = Some(disk_cache::DiskCache::open(dir, &self.engine)?);
+        let disk = disk_cache::DiskCache::open(dir, &self.compiler.optimising.engine)?;
+        self.compiler.use_disk_cache(disk);
         Ok(())
-    }
-
-    /// The compiled component, the SHA-256 it is cached by, and where it
-    /// came from: memory, the disk cache, or the compiler.
-    fn compile(&self, bytes: &[u8]) -> wasmtime::Result<(Component, [u8; 32], Compiled)> {
-        use sha2::Digest;
-        let key: [u8; 32] = sha2::Sha256::digest(bytes).into();
-        let remembered = |c: &Component| {
-            self.compiled
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .put(key, c.clone());
-        };
-        let cached = self
-            .compiled
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(&key)
-            .cloned();
-        if let Some(c) = cached {
-            return Ok((c, key, Compiled::Memory));
-        }
-        if let Some(c) = self.disk.as_ref().and_then(|d| d.load(&self.engine, &key)) {
-            remembered(&c);
-            return Ok((c, key, Compiled::Disk));
-        }
-        // Compiled outside the lock: other plugins may compile meanwhile.
-        let component = Component::from_binary(&self.engine, bytes)?;
-        release_freed_memory();
-        remembered(&component);
-        if let Some(disk) = &self.disk {
-            disk.store(&key, &component);
-        }
-        Ok((component, key, Compiled::Compiler))
     }
 }
 

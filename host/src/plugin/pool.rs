@@ -3,11 +3,11 @@
 //! that fails in any way is dropped, never reused; one that reaches its reuse
 //! cap is retired so a slow leak inside a plugin cannot grow without end.
 
-use super::bindings::{Hooks, Plugin, PluginPre};
+use super::bindings::{Hooks, Plugin};
 use super::exchange::{ContextRes, RequestRes, ResponseRes};
 use super::host::{EntryTag, Services, StoreData};
 use super::outbound::FetchPolicy;
-use super::{EPOCH_TICK, LoadedPlugin, PluginError};
+use super::{Code, EPOCH_TICK, LoadedPlugin, PluginError};
 use crate::config::{Limits, OnError, PluginEntry};
 use crate::metrics::PluginMetrics;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -69,6 +69,9 @@ pub struct Warm {
     pub(super) store: Store<StoreData>,
     pub(super) bindings: Plugin,
     pub(super) slots: Slots,
+    /// The code it was started from: an instance of code the plugin has
+    /// since replaced (baseline code, once optimised) is not reused.
+    code: Arc<Code>,
     uses: u32,
     /// Held while the instance serves a call; idle instances hold none.
     permit: Option<OwnedSemaphorePermit>,
@@ -207,7 +210,8 @@ impl EntryPool {
             self.fetch.clone(),
             self.limits.memory,
         );
-        let mut store = Store::new(self.plugin.pre.engine(), data);
+        let code = self.plugin.code();
+        let mut store = Store::new(code.pre.engine(), data);
         store.limiter(|d| &mut d.limiter);
         // At the deadline, time the call spent waiting on host I/O is given
         // back; only the plugin's own running time can exhaust it.
@@ -225,8 +229,7 @@ impl EntryPool {
             .ticks
             .max(INIT_DEADLINE.as_millis() as u64 / EPOCH_TICK.as_millis().max(1) as u64);
         store.set_epoch_deadline(init_ticks);
-        let pre: &PluginPre<StoreData> = &self.plugin.pre;
-        let bindings = match pre.instantiate_async(&mut store).await {
+        let bindings = match code.pre.instantiate_async(&mut store).await {
             Ok(b) => b,
             Err(e) => return Err(PluginError::from_trap(&e, &store, "instantiate")),
         };
@@ -235,6 +238,7 @@ impl EntryPool {
             store,
             bindings,
             slots,
+            code,
             uses: 0,
             permit: None,
         };
@@ -260,7 +264,18 @@ impl EntryPool {
             .acquire_owned()
             .await
             .map_err(|_| PluginError::Load("the plugin entry is shutting down".into()))?;
-        let idle = self.idle.lock().unwrap_or_else(|e| e.into_inner()).pop();
+        let idle = {
+            let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
+            match idle.pop() {
+                Some(w) if !self.plugin.is_current(&w.code) => {
+                    // The plugin's code was replaced: every idle instance
+                    // of the old code goes now.
+                    idle.retain(|w| self.plugin.is_current(&w.code));
+                    idle.pop()
+                }
+                top => top,
+            }
+        };
         let mut warm = match idle {
             Some(w) => w,
             None => self.instantiate().await?.0,
@@ -272,7 +287,7 @@ impl EntryPool {
     /// Returns an instance that served a call successfully.
     pub fn checkin(&self, mut warm: Warm) {
         warm.permit = None;
-        if warm.uses >= MAX_USES {
+        if warm.uses >= MAX_USES || !self.plugin.is_current(&warm.code) {
             return;
         }
         let memory = warm.store.data().limiter.total;

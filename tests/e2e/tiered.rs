@@ -1,0 +1,126 @@
+//! Tiered compilation: a plugin in no cache serves at once on baseline code,
+//! inside the same sandbox limits, and moves to optimised code when the
+//! background compile is done, its entries' counts carried over.
+
+use gatehouse::Runtime;
+use gatehouse_tests::*;
+use serde_json::Value;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// `compiled_by` of each plugin, by name, from the admin API.
+async fn compiled_by(gw: &TestGateway) -> Vec<(String, String)> {
+    let url = format!("http://{}/admin/plugins", gw.admin.expect("admin listener"));
+    let seen = TestClient::default().get(&url).await.json();
+    let mut out: Vec<(String, String)> = seen["plugins"]
+        .as_array()
+        .expect("plugins")
+        .iter()
+        .map(|p| {
+            let name = p["name"].as_str().unwrap_or_default().to_owned();
+            (
+                name,
+                p["compiled_by"].as_str().unwrap_or_default().to_owned(),
+            )
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+/// The calls recorded for the entry of `plugin` on `route`.
+async fn calls(gw: &TestGateway, plugin: &str, route: &str) -> u64 {
+    let url = format!("http://{}/admin/plugins", gw.admin.expect("admin listener"));
+    let seen = TestClient::default().get(&url).await.json();
+    let entry = seen["plugins"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|p| p["name"] == plugin)
+        .flat_map(|p| p["entries"].as_array().cloned().unwrap_or_default())
+        .find(|e| e["route"] == route)
+        .unwrap_or(Value::Null);
+    entry["stats"]["calls"].as_u64().expect("the entry's calls")
+}
+
+#[tokio::test]
+async fn baseline_code_serves_inside_the_limits_until_optimised_code_takes_over() {
+    let runtime = Arc::new(Runtime::tiered().expect("a tiered runtime"));
+    runtime.hold_optimiser(true);
+    let up = Echo::bind("up", "127.0.0.1:0").await.unwrap();
+    let toml = format!(
+        r#"{SERVER}
+admin_listen = "127.0.0.1:0"
+[upstreams.up]
+targets = ["{}"]
+
+[[routes]]
+name = "spin"
+path = "/spin/*"
+upstream = "up"
+[[routes.plugins]]
+plugin = "testkit"
+limits = {{ timeout = "50ms" }}
+config = {{ mode = "spin" }}
+
+[[routes]]
+name = "bomb"
+path = "/bomb/*"
+upstream = "up"
+[[routes.plugins]]
+plugin = "testkit"
+limits = {{ memory = "8MiB" }}
+config = {{ mode = "memory-bomb" }}
+
+[[routes]]
+name = "healthy"
+path = "/healthy/*"
+upstream = "up"
+[[routes.plugins]]
+plugin = "add-header"
+config = {{ name = "x-tier", value = "1" }}
+"#,
+        up.addr
+    );
+    let gw = TestGateway::start_on(&toml, &runtime).await;
+    let baseline = vec![
+        ("add-header".to_owned(), "baseline".to_owned()),
+        ("testkit".to_owned(), "baseline".to_owned()),
+    ];
+    assert_eq!(compiled_by(&gw).await, baseline);
+
+    // Baseline code is held to the same CPU deadline and memory cap.
+    let c = TestClient::default();
+    let started = Instant::now();
+    assert_error_body(&c.get(&gw.url("/spin/x")).await, 503);
+    assert!(started.elapsed() < Duration::from_secs(2));
+    assert_error_body(&c.get(&gw.url("/bomb/x")).await, 503);
+    for _ in 0..3 {
+        let ok = c.get(&gw.url("/healthy/x")).await;
+        assert_eq!(ok.status, 200);
+        assert_eq!(ok.upstream_header("x-tier").as_deref(), Some("1"));
+    }
+    assert_eq!(compiled_by(&gw).await, baseline, "held: still baseline");
+
+    runtime.hold_optimiser(false);
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let now = compiled_by(&gw).await;
+        if now.iter().all(|(_, by)| by == "compiler") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "never optimised: {now:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    // The same entries go on, now on optimised code, their counts kept.
+    let ok = c.get(&gw.url("/healthy/x")).await;
+    assert_eq!(ok.status, 200);
+    assert_eq!(ok.upstream_header("x-tier").as_deref(), Some("1"));
+    assert_eq!(calls(&gw, "add-header", "healthy").await, 4);
+    let started = Instant::now();
+    assert_error_body(&c.get(&gw.url("/spin/x")).await, 503);
+    assert!(started.elapsed() < Duration::from_secs(2));
+    assert_error_body(&c.get(&gw.url("/bomb/x")).await, 503);
+    assert_eq!(up.requests(), 4);
+}
