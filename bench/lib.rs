@@ -79,7 +79,7 @@ pub async fn chain<S: AsRef<str>>(runtime: &Runtime, entries: &[(&str, S)]) -> C
         )
         .await
         .unwrap_or_else(|e| panic!("{name} init: {e}"));
-        pools.push(Arc::new(pool));
+        pools.push(pool);
     }
     Chain::new(pools)
 }

@@ -148,7 +148,7 @@ async fn exchange(chain: &Chain, headers: &[(String, String)], post: Option<&'st
         .await;
 }
 
-async fn pool(runtime: &Runtime, ex: &Example) -> EntryPool {
+async fn pool(runtime: &Runtime, ex: &Example) -> Arc<EntryPool> {
     let plugin = runtime
         .load("example", &ex.file)
         .unwrap_or_else(|e| panic!("{}: {e} (run `cargo xtask examples`)", ex.lang));
@@ -211,7 +211,7 @@ fn bench(c: &mut Criterion) {
                 })
                 .collect(),
         );
-        let chain = Chain::new(vec![Arc::new(rt.block_on(pool(&runtime, &ex)))]);
+        let chain = Chain::new(vec![rt.block_on(pool(&runtime, &ex))]);
         let headers = (ex.headers)();
         for _ in 0..1000 {
             rt.block_on(exchange(&chain, &headers, ex.post));

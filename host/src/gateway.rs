@@ -69,7 +69,7 @@ impl Gateway {
                 )
                 .await
                 {
-                    Ok(pool) => entries.push(Arc::new(pool)),
+                    Ok(pool) => entries.push(pool),
                     Err(e) => errors.push(entry.location.error(format!(
                         "route \"{}\", plugin \"{}\": {e}",
                         route.name, entry.plugin

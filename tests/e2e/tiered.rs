@@ -28,8 +28,8 @@ async fn compiled_by(gw: &TestGateway) -> Vec<(String, String)> {
     out
 }
 
-/// The calls recorded for the entry of `plugin` on `route`.
-async fn calls(gw: &TestGateway, plugin: &str, route: &str) -> u64 {
+/// The admin API's view of the entry of `plugin` on `route`.
+async fn entry(gw: &TestGateway, plugin: &str, route: &str) -> Value {
     let url = format!("http://{}/admin/plugins", gw.admin.expect("admin listener"));
     let seen = TestClient::default().get(&url).await.json();
     let entry = seen["plugins"]
@@ -40,7 +40,8 @@ async fn calls(gw: &TestGateway, plugin: &str, route: &str) -> u64 {
         .flat_map(|p| p["entries"].as_array().cloned().unwrap_or_default())
         .find(|e| e["route"] == route)
         .unwrap_or(Value::Null);
-    entry["stats"]["calls"].as_u64().expect("the entry's calls")
+    assert!(entry.is_object(), "no entry of {plugin} on {route}: {seen}");
+    entry
 }
 
 #[tokio::test]
@@ -102,14 +103,24 @@ config = {{ name = "x-tier", value = "1" }}
     }
     assert_eq!(compiled_by(&gw).await, baseline, "held: still baseline");
 
+    assert_eq!(
+        entry(&gw, "add-header", "healthy").await["warm_instances"],
+        1
+    );
     runtime.hold_optimiser(false);
+    // Optimised, and the idle baseline instance dropped without waiting
+    // for traffic.
     let deadline = Instant::now() + Duration::from_secs(120);
     loop {
         let now = compiled_by(&gw).await;
-        if now.iter().all(|(_, by)| by == "compiler") {
+        let idle = entry(&gw, "add-header", "healthy").await["warm_instances"].clone();
+        if now.iter().all(|(_, by)| by == "compiler") && idle == 0 {
             break;
         }
-        assert!(Instant::now() < deadline, "never optimised: {now:?}");
+        assert!(
+            Instant::now() < deadline,
+            "never optimised: {now:?}, {idle} idle"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 
@@ -117,7 +128,9 @@ config = {{ name = "x-tier", value = "1" }}
     let ok = c.get(&gw.url("/healthy/x")).await;
     assert_eq!(ok.status, 200);
     assert_eq!(ok.upstream_header("x-tier").as_deref(), Some("1"));
-    assert_eq!(calls(&gw, "add-header", "healthy").await, 4);
+    let healthy = entry(&gw, "add-header", "healthy").await;
+    assert_eq!(healthy["stats"]["calls"], 4);
+    assert_eq!(healthy["warm_instances"], 1);
     let started = Instant::now();
     assert_error_body(&c.get(&gw.url("/spin/x")).await, 503);
     assert!(started.elapsed() < Duration::from_secs(2));

@@ -96,7 +96,7 @@ pub async fn run(
         hook_names(pool.hooks)
     );
     out.write_all(report.as_bytes())?;
-    let chain = Chain::new(vec![Arc::new(pool)]);
+    let chain = Chain::new(vec![pool]);
     let mut verdict = Verdict::Failed;
     for i in 1..=spec.repeat.max(1) {
         let last = i == spec.repeat.max(1);

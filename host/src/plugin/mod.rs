@@ -149,6 +149,8 @@ pub struct LoadedPlugin {
     /// The machine code instances start from: swapped once when a plugin
     /// served with baseline code gets its optimised code.
     code: ArcSwap<Code>,
+    /// The entry pools running it, told when its code is replaced.
+    pools: std::sync::Mutex<Vec<std::sync::Weak<EntryPool>>>,
 }
 
 /// Machine code linked to the contract, ready to instantiate.
@@ -173,8 +175,15 @@ impl LoadedPlugin {
         Arc::ptr_eq(&self.code.load(), code)
     }
 
-    /// Swaps in optimised code; instances of the old code retire as they
-    /// come back to their pools.
+    /// Records a pool running this plugin.
+    fn serves(&self, pool: &Arc<EntryPool>) {
+        let mut pools = self.pools.lock().unwrap_or_else(|e| e.into_inner());
+        pools.retain(|p| p.strong_count() > 0);
+        pools.push(Arc::downgrade(pool));
+    }
+
+    /// Swaps in optimised code: idle instances of the old code are dropped
+    /// now, busy ones when their call ends.
     fn upgrade(&self, tier: &Tier, component: &Component) {
         match tier
             .linker
@@ -186,6 +195,10 @@ impl LoadedPlugin {
                     pre,
                     compiled: Compiled::Compiler,
                 }));
+                let pools = self.pools.lock().unwrap_or_else(|e| e.into_inner()).clone();
+                for pool in pools.iter().filter_map(std::sync::Weak::upgrade) {
+                    pool.drop_replaced();
+                }
                 tracing::info!(
                     plugin = &*self.name,
                     "plugin optimised: new instances run the optimising compiler's code"
@@ -348,6 +361,7 @@ impl Runtime {
             size: bytes.len() as u64,
             loaded_at: std::time::SystemTime::now(),
             code: ArcSwap::from_pointee(Code { pre, compiled }),
+            pools: Default::default(),
         });
         if compiled == Compiled::Baseline {
             self.compiler.when_optimised(digest, &plugin);

@@ -170,7 +170,7 @@ impl EntryPool {
         route: Arc<str>,
         services: Arc<Services>,
         max_idle: usize,
-    ) -> Result<EntryPool, PluginError> {
+    ) -> Result<Arc<EntryPool>, PluginError> {
         let tag = Arc::new(EntryTag {
             route,
             plugin: plugin.name.clone(),
@@ -200,6 +200,8 @@ impl EntryPool {
         let (warm, hooks) = pool.instantiate().await?;
         pool.hooks = hooks;
         pool.checkin(warm);
+        let pool = Arc::new(pool);
+        pool.plugin.serves(&pool);
         Ok(pool)
     }
 
@@ -282,6 +284,20 @@ impl EntryPool {
         };
         warm.permit = Some(permit);
         Ok(warm)
+    }
+
+    /// Drops the idle instances of code the plugin has since replaced, so
+    /// an entry without traffic does not keep them.
+    pub(super) fn drop_replaced(&self) {
+        let replaced: Vec<Warm> = {
+            let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
+            let (current, replaced) = std::mem::take(&mut *idle)
+                .into_iter()
+                .partition(|w| self.plugin.is_current(&w.code));
+            *idle = current;
+            replaced
+        };
+        drop(replaced);
     }
 
     /// Returns an instance that served a call successfully.
