@@ -170,8 +170,12 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let mut rt = tokio::runtime::Builder::new_multi_thread();
-    if config.server.workers > 0 {
+    let mut rt = if config.server.workers == 1 {
+        tokio::runtime::Builder::new_current_thread()
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+    };
+    if config.server.workers > 1 {
         rt.worker_threads(config.server.workers);
     }
     let rt = match rt.enable_all().build() {
