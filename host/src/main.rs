@@ -134,7 +134,12 @@ struct RunArgs {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logs(cli.log_format);
+    // `check` answers on stdout; its log says only what went wrong.
+    let level = match cli.command {
+        Command::Check { .. } => "warn",
+        _ => "info",
+    };
+    init_logs(cli.log_format, level);
     if let Command::Plugin(command) = cli.command {
         return plugin_command(*command);
     }
@@ -423,10 +428,11 @@ async fn shutdown_signal() {
     let _ = ctrl_c.await;
 }
 
-fn init_logs(format: LogFormat) {
+/// Logs to stderr at `GATEHOUSE_LOG`'s levels, else at `level` and above.
+fn init_logs(format: LogFormat, level: &str) {
     use tracing_subscriber::EnvFilter;
     let filter =
-        EnvFilter::try_from_env("GATEHOUSE_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+        EnvFilter::try_from_env("GATEHOUSE_LOG").unwrap_or_else(|_| EnvFilter::new(level));
     use std::io::IsTerminal;
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
