@@ -431,8 +431,7 @@ async fn shutdown_signal() {
 /// Logs to stderr at `GATEHOUSE_LOG`'s levels, else at `level` and above.
 fn init_logs(format: LogFormat, level: &str) {
     use tracing_subscriber::EnvFilter;
-    let filter =
-        EnvFilter::try_from_env("GATEHOUSE_LOG").unwrap_or_else(|_| EnvFilter::new(level));
+    let filter = EnvFilter::try_from_env("GATEHOUSE_LOG").unwrap_or_else(|_| EnvFilter::new(level));
     use std::io::IsTerminal;
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)

@@ -3,10 +3,15 @@
 
 use crate::__bindings::gatehouse::plugin::types as wit;
 use crate::{Error, Result};
+use std::sync::OnceLock;
 
 /// Facts about the request beyond the HTTP message, and a per-request bag
 /// for handing facts to later plugins (an auth plugin sets `consumer`; a
 /// rate limiter keys on it).
+///
+/// An instance serves one route entry for its whole life (the host keeps a
+/// pool of instances per route and entry), so the route's name and its
+/// upstream's are asked of the host once and remembered.
 pub struct Context<'a>(&'a wit::Context);
 
 impl<'a> Context<'a> {
@@ -22,7 +27,8 @@ impl<'a> Context<'a> {
     /// # }
     /// ```
     pub fn route(&self) -> String {
-        self.0.route()
+        static ROUTE: OnceLock<String> = OnceLock::new();
+        ROUTE.get_or_init(|| self.0.route()).clone()
     }
 
     /// The name of the route's upstream: key shared state about the
@@ -34,7 +40,8 @@ impl<'a> Context<'a> {
     /// # }
     /// ```
     pub fn upstream(&self) -> String {
-        self.0.upstream()
+        static UPSTREAM: OnceLock<String> = OnceLock::new();
+        UPSTREAM.get_or_init(|| self.0.upstream()).clone()
     }
 
     /// The request id, as the client and the upstream see it in `x-request-id`.

@@ -171,6 +171,8 @@ impl Breaker {
         })
     }
 
+    /// Records a call's result; `now` dates an opening, so it is read only
+    /// when `failed`.
     pub fn record(&self, upstream: &str, trial: bool, failed: bool, now: u64) {
         let rate_trips = match &self.trip {
             Trip::Rate {

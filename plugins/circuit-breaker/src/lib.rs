@@ -171,17 +171,20 @@ impl Plugin for CircuitBreaker {
         let note = ctx.get(NOTE_KEY).unwrap_or_default();
         let (mark, start) = note.split_once(' ').unwrap_or((&note, ""));
         let trial = mark == "trial";
-        let now = clock::now_ms();
-        let failed = match outcome {
-            Outcome::Upstream => {
-                let slow = match (self.slow_call_ms, start.parse::<u64>().ok()) {
-                    (Some(limit), Some(start)) => now.saturating_sub(start) > limit,
-                    _ => false,
-                };
-                slow || self.failure_statuses.contains(&resp.status())
-            }
+        let mut failed = match outcome {
+            Outcome::Upstream => self.failure_statuses.contains(&resp.status()),
             _ => true,
         };
+        // The clock is read only when it can matter: to time a slow call,
+        // or to date the opening a failure may cause.
+        let now = if failed || self.slow_call_ms.is_some() {
+            clock::now_ms()
+        } else {
+            0
+        };
+        if let (false, Some(limit), Ok(start)) = (failed, self.slow_call_ms, start.parse::<u64>()) {
+            failed = now.saturating_sub(start) > limit;
+        }
         let upstream = ctx.upstream();
         self.breaker.record(&upstream, trial, failed, now);
         if !failed
