@@ -28,8 +28,8 @@ fn bench(c: &mut Criterion) {
             .iter(|| async { std::hint::black_box(request(TOKEN)) })
     });
     for (kind, n) in [
-        ("route", 0),
-        ("route", CALLS),
+        ("request-id", 0),
+        ("request-id", CALLS),
         ("now", CALLS),
         ("header", CALLS),
         ("set-header", CALLS),
