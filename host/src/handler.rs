@@ -429,7 +429,7 @@ impl Gateway {
 
 /// What routing found besides the route.
 struct Routed {
-    params: Vec<(String, String)>,
+    params: Vec<(Arc<str>, String)>,
     /// Set when a CORS preflight was routed by its requested method: the
     /// methods the path really allows, for the 405 if no plugin answers.
     preflight_of: Option<Vec<http::Method>>,

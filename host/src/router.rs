@@ -18,12 +18,14 @@
 use http::{HeaderMap, Method};
 use smallvec::SmallVec;
 use std::collections::HashMap;
+use std::sync::Arc;
 
 /// One segment of a route path.
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Segment {
     Literal(String),
-    Param(String),
+    /// Shared with every match, so a match copies no parameter name.
+    Param(Arc<str>),
 }
 
 /// A route path: literal segments, `{name}` segments, and an optional `*`
@@ -58,7 +60,7 @@ impl Pattern {
                         "invalid parameter \"{part}\": expected {{name}} with letters, digits, '_' or '-'"
                     ));
                 }
-                segments.push(Segment::Param(name.to_owned()));
+                segments.push(Segment::Param(Arc::from(name)));
             } else if part.contains(['{', '}', '*']) {
                 return Err(format!(
                     "invalid segment \"{part}\": a parameter must be a whole segment (\"{{id}}\") and '*' only a whole last segment"
@@ -125,7 +127,7 @@ pub enum Match {
     /// Route index (in config order) and the path parameters.
     Found {
         route: usize,
-        params: Vec<(String, String)>,
+        params: Vec<(Arc<str>, String)>,
     },
     /// The path, host and headers matched, but not the method.
     MethodNotAllowed {
@@ -136,14 +138,69 @@ pub enum Match {
 
 #[derive(Default)]
 struct Node {
-    /// Keyed by segment. A fast hash: the keys come from the config and
-    /// requests only look up, so they cannot degrade the table.
-    literals: HashMap<String, Node, foldhash::fast::RandomState>,
+    literals: Literals,
     param: Option<Box<Node>>,
     /// Routes whose pattern ends exactly here.
     exact: Vec<usize>,
     /// Routes whose pattern ends here with a `*` tail.
     tail: Vec<usize>,
+}
+
+/// A node's children by literal segment. Most nodes have a few, found
+/// fastest by comparing; a node with many hashes them (a fast hash: the
+/// keys come from the config and requests only look up, so they cannot
+/// degrade the table).
+enum Literals {
+    Few(Vec<(String, Node)>),
+    Many(HashMap<String, Node, foldhash::fast::RandomState>),
+}
+
+impl Default for Literals {
+    fn default() -> Literals {
+        Literals::Few(Vec::new())
+    }
+}
+
+impl Literals {
+    /// The most children kept in a list.
+    const FEW: usize = 8;
+
+    fn get(&self, segment: &str) -> Option<&Node> {
+        match self {
+            Literals::Few(list) => list.iter().find(|(l, _)| l == segment).map(|(_, n)| n),
+            Literals::Many(map) => map.get(segment),
+        }
+    }
+
+    /// The child for `segment`, created if missing.
+    fn entry(&mut self, segment: &str) -> &mut Node {
+        if let Literals::Few(list) = self
+            && list.len() == Literals::FEW
+            && !list.iter().any(|(l, _)| l == segment)
+        {
+            *self = Literals::Many(std::mem::take(list).into_iter().collect());
+        }
+        match self {
+            Literals::Few(list) => {
+                let i = match list.iter().position(|(l, _)| l == segment) {
+                    Some(i) => i,
+                    None => {
+                        list.push((segment.to_owned(), Node::default()));
+                        list.len() - 1
+                    }
+                };
+                &mut list[i].1
+            }
+            Literals::Many(map) => map.entry(segment.to_owned()).or_default(),
+        }
+    }
+
+    fn nodes_mut(&mut self) -> Box<dyn Iterator<Item = &mut Node> + '_> {
+        match self {
+            Literals::Few(list) => Box::new(list.iter_mut().map(|(_, n)| n)),
+            Literals::Many(map) => Box::new(map.values_mut()),
+        }
+    }
 }
 
 /// Routes compiled for matching.
@@ -160,7 +217,7 @@ impl Router {
             let mut node = &mut root;
             for seg in &pattern.segments {
                 node = match seg {
-                    Segment::Literal(l) => node.literals.entry(l.clone()).or_default(),
+                    Segment::Literal(l) => node.literals.entry(l),
                     Segment::Param(_) => node.param.get_or_insert_with(Default::default),
                 };
             }
@@ -211,9 +268,9 @@ impl Router {
         }
     }
 
-    fn params(&self, route: usize, segments: &[&str]) -> Vec<(String, String)> {
+    fn params(&self, route: usize, segments: &[&str]) -> Vec<(Arc<str>, String)> {
         let pattern = &self.routes[route].0;
-        let mut out: Vec<(String, String)> = pattern
+        let mut out: Vec<(Arc<str>, String)> = pattern
             .segments
             .iter()
             .zip(segments)
@@ -223,7 +280,7 @@ impl Router {
             })
             .collect();
         if pattern.tail {
-            out.push(("*".to_owned(), segments[pattern.segments.len()..].join("/")));
+            out.push((Arc::from("*"), segments[pattern.segments.len()..].join("/")));
         }
         out
     }
@@ -233,7 +290,7 @@ fn sort_candidates(node: &mut Node, weights: &[(bool, usize, bool)]) {
     // Heavier predicates first, then file order (sort is stable).
     node.exact.sort_by(|a, b| weights[*b].cmp(&weights[*a]));
     node.tail.sort_by(|a, b| weights[*b].cmp(&weights[*a]));
-    for child in node.literals.values_mut() {
+    for child in node.literals.nodes_mut() {
         sort_candidates(child, weights);
     }
     if let Some(p) = node.param.as_mut() {
@@ -262,7 +319,7 @@ impl Search<'_> {
         match rest.split_first() {
             None => self.pick(&node.exact),
             Some((first, rest)) => {
-                if let Some(child) = node.literals.get(*first) {
+                if let Some(child) = node.literals.get(first) {
                     self.walk(child, rest);
                 }
                 if let Some(child) = node.param.as_deref() {
