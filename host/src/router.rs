@@ -415,6 +415,28 @@ mod tests {
     }
 
     #[test]
+    fn a_node_with_many_literal_children_finds_each() {
+        // Past eight children a node hashes them: those added before and
+        // after the switch are all found, and a miss is still a miss.
+        let mut routes: Vec<_> = (0..20)
+            .map(|i| route(&format!("/svc{i}/items"), None))
+            .collect();
+        routes.push(route("/{name}/items", None));
+        let r = Router::new(routes);
+        for i in 0..20 {
+            assert!(matches!(
+                get(&r, &format!("/svc{i}/items")),
+                Match::Found { route, .. } if route == i
+            ));
+        }
+        assert!(matches!(
+            get(&r, "/svc99/items"),
+            Match::Found { route: 20, .. }
+        ));
+        assert_eq!(get(&r, "/svc3/other"), Match::NotFound);
+    }
+
+    #[test]
     fn backtracks_when_the_specific_route_refuses_the_method() {
         let r = Router::new(vec![
             route("/users/{id}", Some(&["POST"])),
