@@ -22,7 +22,7 @@ pub enum Format {
 #[derive(Debug, Default)]
 pub struct Trace {
     /// The upstream target it was sent to.
-    pub target: Option<String>,
+    pub target: Option<http::uri::Authority>,
     pub upstream_time: Option<Duration>,
     /// Each plugin call: plugin, phase (`request` or `response`), time.
     pub plugins: Vec<(Arc<str>, &'static str, Duration)>,
@@ -123,7 +123,7 @@ fn json_line(r: &Record<'_>) -> String {
         "method": r.method,
         "path": r.path,
         "route": r.route,
-        "target": r.trace.target,
+        "target": r.trace.target.as_ref().map(|a| a.as_str()),
         "status": r.status,
         "bytes": r.bytes,
         "total_us": micros(r.total),
@@ -153,7 +153,7 @@ fn text_line(r: &Record<'_>) -> String {
         r.path.escape_debug(),
         r.status,
         r.route.unwrap_or("-"),
-        dash(r.trace.target.clone()),
+        dash(r.trace.target.as_ref().map(|a| a.to_string())),
         dash(r.bytes.map(|b| b.to_string())),
         micros(r.total),
         dash(r.trace.upstream_time.map(|d| micros(d).to_string())),

@@ -55,6 +55,8 @@ impl Gateway {
     pub async fn handle(&self, req: Request<Incoming>, client: SocketAddr) -> Response<Body> {
         let started = std::time::Instant::now();
         let request_id = request_id(req.headers());
+        // Made once, shared by the request upstream and the response.
+        let id_header = HeaderValue::from_str(&request_id).ok();
         let method = req.method().clone();
         let (parts, body) = req.into_parts();
         let host = host_of(&parts);
@@ -103,13 +105,13 @@ impl Gateway {
                 let route = &self.routes[index];
                 route_name = Some(route.name.clone());
                 let routed_req = (parts, body, client, routed);
-                self.proxy(route, routed_req, request_id.clone(), &mut trace)
-                    .await
+                let id = (request_id.clone(), id_header.clone());
+                self.proxy(route, routed_req, id, &mut trace).await
             }
             Err(e) => Outgoing::error(&e, &request_id),
         };
         let mut resp = out.into_response();
-        if let Ok(v) = HeaderValue::from_str(&request_id) {
+        if let Some(v) = id_header {
             resp.headers_mut().insert(X_REQUEST_ID.clone(), v);
         }
         let total = started.elapsed();
@@ -169,13 +171,13 @@ impl Gateway {
         &self,
         route: &RouteRuntime,
         (mut parts, body, client, routed): (http::request::Parts, Incoming, SocketAddr, Routed),
-        request_id: Arc<str>,
+        (request_id, id_header): (Arc<str>, Option<HeaderValue>),
         trace: &mut Trace,
     ) -> Outgoing {
         proxy::strip_hop_by_hop(&mut parts.headers);
         let forwarded_client = self.forwarded_client(client, &parts.headers);
         proxy::add_forwarded(&mut parts.headers, client.ip());
-        if let Ok(v) = HeaderValue::from_str(&request_id) {
+        if let Some(v) = id_header {
             parts.headers.insert(X_REQUEST_ID.clone(), v);
         }
         if let Some(prefix) = &route.strip_prefix
@@ -298,13 +300,14 @@ impl Gateway {
             req.body = Some(read_limited(s, &req.parts.headers, self.server.max_body_size).await?);
         }
         let deadline = std::time::Instant::now() + upstream.timeout();
+        // Shared, not copied: a path and query is a reference-counted buffer.
         let pq = req
             .parts
             .uri
             .path_and_query()
-            .map_or("/", |p| p.as_str())
-            .to_owned();
-        let mut tried = Vec::new();
+            .cloned()
+            .unwrap_or_else(|| http::uri::PathAndQuery::from_static("/"));
+        let mut tried: smallvec::SmallVec<[usize; 4]> = smallvec::SmallVec::new();
         loop {
             let target = upstream
                 .pick_avoiding(&tried)
@@ -313,7 +316,7 @@ impl Gateway {
             let uri = Uri::builder()
                 .scheme("http")
                 .authority(target.authority().clone())
-                .path_and_query(pq.as_str())
+                .path_and_query(pq.clone())
                 .build()
                 .map_err(|e| {
                     GatewayError::BadRequest(format!("cannot form the upstream uri: {e}"))
@@ -338,7 +341,7 @@ impl Gateway {
             // hyper sets Host from the target; the client's host went to X-Forwarded-Host.
             upstream_req.headers_mut().remove(http::header::HOST);
 
-            trace.target = Some(target.authority().to_string());
+            trace.target = Some(target.authority().clone());
             let sent = std::time::Instant::now();
             let left = deadline.saturating_duration_since(sent);
             let result = upstream.send(upstream_req, left).await;
