@@ -266,18 +266,7 @@ impl EntryPool {
             .acquire_owned()
             .await
             .map_err(|_| PluginError::Load("the plugin entry is shutting down".into()))?;
-        let idle = {
-            let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
-            match idle.pop() {
-                Some(w) if !self.plugin.is_current(&w.code) => {
-                    // The plugin's code was replaced: every idle instance
-                    // of the old code goes now.
-                    idle.retain(|w| self.plugin.is_current(&w.code));
-                    idle.pop()
-                }
-                top => top,
-            }
-        };
+        let idle = self.idle.lock().unwrap_or_else(|e| e.into_inner()).pop();
         let mut warm = match idle {
             Some(w) => w,
             None => self.instantiate().await?.0,
@@ -287,7 +276,9 @@ impl EntryPool {
     }
 
     /// Drops the idle instances of code the plugin has since replaced, so
-    /// an entry without traffic does not keep them.
+    /// an entry without traffic does not keep them. Called after the new
+    /// code is stored; `checkin` looks at the code under the same lock, so
+    /// no instance of the old code is left idle.
     pub(super) fn drop_replaced(&self) {
         let replaced: Vec<Warm> = {
             let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
@@ -303,7 +294,7 @@ impl EntryPool {
     /// Returns an instance that served a call successfully.
     pub fn checkin(&self, mut warm: Warm) {
         warm.permit = None;
-        if warm.uses >= MAX_USES || !self.plugin.is_current(&warm.code) {
+        if warm.uses >= MAX_USES {
             return;
         }
         let memory = warm.store.data().limiter.total;
@@ -318,7 +309,8 @@ impl EntryPool {
             return;
         }
         let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
-        if idle.len() < self.max_idle {
+        // Checked under the lock `drop_replaced` takes after a code swap.
+        if idle.len() < self.max_idle && self.plugin.is_current(&warm.code) {
             idle.push(warm);
         }
     }
