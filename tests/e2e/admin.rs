@@ -5,11 +5,11 @@ use serde_json::Value;
 
 async fn with_admin(extra: &str, routes: &str) -> (TestGateway, Echo) {
     let up = Echo::bind("up", "127.0.0.1:0").await.unwrap();
-    let toml = format!(
-        "{SERVER}\nadmin_listen = \"127.0.0.1:0\"\n{extra}\n[upstreams.up]\ntargets = [\"{}\"]\n{routes}",
-        up.addr
-    );
-    (TestGateway::start(&toml).await, up)
+    let server = format!("admin_listen = \"127.0.0.1:0\"\n{extra}");
+    (
+        TestGateway::start(&echo_config(&up, &server, routes)).await,
+        up,
+    )
 }
 
 const CHAIN: &str = "[[routes]]\nname = \"admin-seen\"\npath = \"/api/*\"\nupstream = \"up\"\n\

@@ -4,10 +4,7 @@
 use gatehouse_tests::*;
 
 fn config(up: &Echo, routes: &str) -> String {
-    format!(
-        "{SERVER}\nadmin_listen = \"127.0.0.1:0\"\n[upstreams.up]\ntargets = [\"{}\"]\n{routes}",
-        up.addr
-    )
+    echo_config(up, "admin_listen = \"127.0.0.1:0\"", routes)
 }
 
 fn route(name: &str, path: &str, header_value: &str) -> String {

@@ -8,10 +8,15 @@ use serde_json::Value;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+/// The admin API's list of loaded plugins.
+async fn plugins(gw: &TestGateway) -> Value {
+    let url = format!("http://{}/admin/plugins", gw.admin.expect("admin listener"));
+    TestClient::default().get(&url).await.json()
+}
+
 /// `compiled_by` of each plugin, by name, from the admin API.
 async fn compiled_by(gw: &TestGateway) -> Vec<(String, String)> {
-    let url = format!("http://{}/admin/plugins", gw.admin.expect("admin listener"));
-    let seen = TestClient::default().get(&url).await.json();
+    let seen = plugins(gw).await;
     let mut out: Vec<(String, String)> = seen["plugins"]
         .as_array()
         .expect("plugins")
@@ -30,8 +35,7 @@ async fn compiled_by(gw: &TestGateway) -> Vec<(String, String)> {
 
 /// The admin API's view of the entry of `plugin` on `route`.
 async fn entry(gw: &TestGateway, plugin: &str, route: &str) -> Value {
-    let url = format!("http://{}/admin/plugins", gw.admin.expect("admin listener"));
-    let seen = TestClient::default().get(&url).await.json();
+    let seen = plugins(gw).await;
     let entry = seen["plugins"]
         .as_array()
         .into_iter()
@@ -49,20 +53,15 @@ async fn baseline_code_serves_inside_the_limits_until_optimised_code_takes_over(
     let runtime = Arc::new(Runtime::tiered().expect("a tiered runtime"));
     runtime.hold_optimiser(true);
     let up = Echo::bind("up", "127.0.0.1:0").await.unwrap();
-    let toml = format!(
-        r#"{SERVER}
-admin_listen = "127.0.0.1:0"
-[upstreams.up]
-targets = ["{}"]
-
+    let routes = r#"
 [[routes]]
 name = "spin"
 path = "/spin/*"
 upstream = "up"
 [[routes.plugins]]
 plugin = "testkit"
-limits = {{ timeout = "50ms" }}
-config = {{ mode = "spin" }}
+limits = { timeout = "50ms" }
+config = { mode = "spin" }
 
 [[routes]]
 name = "bomb"
@@ -70,8 +69,8 @@ path = "/bomb/*"
 upstream = "up"
 [[routes.plugins]]
 plugin = "testkit"
-limits = {{ memory = "8MiB" }}
-config = {{ mode = "memory-bomb" }}
+limits = { memory = "8MiB" }
+config = { mode = "memory-bomb" }
 
 [[routes]]
 name = "healthy"
@@ -79,10 +78,9 @@ path = "/healthy/*"
 upstream = "up"
 [[routes.plugins]]
 plugin = "add-header"
-config = {{ name = "x-tier", value = "1" }}
-"#,
-        up.addr
-    );
+config = { name = "x-tier", value = "1" }
+"#;
+    let toml = echo_config(&up, "admin_listen = \"127.0.0.1:0\"", routes);
     let gw = TestGateway::start_on(&toml, &runtime).await;
     let baseline = vec![
         ("add-header".to_owned(), "baseline".to_owned()),

@@ -299,15 +299,20 @@ impl TestGateway {
     }
 }
 
+/// A test config: the test `[server]` with `server` lines added (say
+/// `admin_listen`), the echo `up` as upstream `up`, and `routes`.
+pub fn echo_config(up: &Echo, server: &str, routes: &str) -> String {
+    format!(
+        "{SERVER}\n{server}\n[upstreams.up]\ntargets = [\"{}\"]\n{routes}",
+        up.addr
+    )
+}
+
 /// Starts an echo upstream and a gateway whose config is the test
 /// `[server]`, that upstream as `up`, and `routes` (routes and their chains).
 pub async fn gateway_to_echo(routes: &str) -> (TestGateway, Echo) {
     let up = Echo::bind("up", "127.0.0.1:0").await.expect("bind echo");
-    let toml = format!(
-        "{SERVER}\n[upstreams.up]\ntargets = [\"{}\"]\n{routes}",
-        up.addr
-    );
-    (TestGateway::start(&toml).await, up)
+    (TestGateway::start(&echo_config(&up, "", routes)).await, up)
 }
 
 /// Starts `n` echo upstreams on 127.0.0.1:0.
