@@ -10,6 +10,12 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 
+/// glibc's allocator showed as a sixth of a proxied request's CPU (malloc,
+/// free, consolidation); mimalloc's thread-local free lists are cheaper for
+/// the many small, short-lived buffers of an HTTP exchange.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(
     name = "gatehouse",
