@@ -16,6 +16,7 @@ pub struct RouteRuntime {
     pub upstream: Arc<UpstreamPool>,
     pub strip_prefix: Option<String>,
     pub chain: Chain,
+    pub metrics: crate::metrics::RouteMetrics,
 }
 
 pub struct Gateway {
@@ -81,6 +82,7 @@ impl Gateway {
             };
             let chain = Chain::new(entries);
             routes.push(RouteRuntime {
+                metrics: runtime.services.metrics.route(&name, &route.upstream),
                 name,
                 upstream: upstream.clone(),
                 strip_prefix: route.strip_prefix.clone(),

@@ -64,7 +64,7 @@ impl Gateway {
         let logged = self.access_log.is_some() || tracing::enabled!(tracing::Level::DEBUG);
         let path = logged.then(|| parts.uri.path().to_owned());
         let mut trace = Trace::default();
-        let mut route_name: Option<Arc<str>> = None;
+        let mut route: Option<&RouteRuntime> = None;
         let routed = match self.router.route(
             &parts.method,
             host.as_deref(),
@@ -102,11 +102,11 @@ impl Gateway {
         };
         let out = match routed {
             Ok((index, routed)) => {
-                let route = &self.routes[index];
-                route_name = Some(route.name.clone());
+                let r = &self.routes[index];
+                route = Some(r);
                 let routed_req = (parts, body, client, routed);
                 let id = (request_id.clone(), id_header.clone());
-                self.proxy(route, routed_req, id, &mut trace).await
+                self.proxy(r, routed_req, id, &mut trace).await
             }
             Err(e) => Outgoing::error(&e, &request_id),
         };
@@ -115,12 +115,13 @@ impl Gateway {
             resp.headers_mut().insert(X_REQUEST_ID.clone(), v);
         }
         let total = started.elapsed();
-        self.metrics.request(
-            route_name.as_deref().unwrap_or(""),
-            &method,
-            resp.status().as_u16(),
-            total,
-        );
+        match route {
+            Some(r) => r.metrics.request(&method, resp.status().as_u16(), total),
+            None => self
+                .metrics
+                .request("", &method, resp.status().as_u16(), total),
+        }
+        let route_name = route.map(|r| &*r.name);
         if let Some(log) = &self.access_log {
             let bytes = resp
                 .headers()
@@ -132,7 +133,7 @@ impl Gateway {
                 client,
                 method: method.as_str(),
                 path: path.as_deref().unwrap_or(""),
-                route: route_name.as_deref(),
+                route: route_name,
                 status: resp.status().as_u16(),
                 bytes,
                 total,
@@ -144,7 +145,7 @@ impl Gateway {
             client = %client,
             method = %method,
             path = path.as_deref().unwrap_or(""),
-            route = route_name.as_deref().unwrap_or("-"),
+            route = route_name.unwrap_or("-"),
             status = resp.status().as_u16(),
             elapsed_us = started.elapsed().as_micros() as u64,
             "request"
@@ -347,7 +348,7 @@ impl Gateway {
             let result = upstream.send(upstream_req, left).await;
             let took = sent.elapsed();
             trace.upstream_time = Some(trace.upstream_time.unwrap_or_default() + took);
-            self.metrics.upstream(&upstream.name, took);
+            route.metrics.upstream(took);
             target.report(matches!(&result, Ok(r) if !r.status().is_server_error()));
 
             let retryable = policy.is_some_and(|p| match &result {

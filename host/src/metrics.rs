@@ -287,7 +287,72 @@ impl PluginMetrics {
     }
 }
 
+/// How many (method, status) pairs a route keeps handles for; a route
+/// seeing more looks the rest up by label set, as an unrouted request does.
+const ROUTE_SERIES: usize = 16;
+
+/// A route's handles, resolved when the route is built, so a request
+/// neither formats nor hashes a label set.
+pub struct RouteMetrics {
+    route: String,
+    duration: Histogram,
+    upstream: Histogram,
+    requests: Family<RequestLabels, Counter>,
+    /// The route's (method, status) counters seen so far: a handful, so a
+    /// scan beats a hash.
+    seen: std::sync::Mutex<Vec<(http::Method, u16, Counter)>>,
+}
+
+impl RouteMetrics {
+    pub fn request(&self, method: &http::Method, status: u16, took: Duration) {
+        self.duration.observe(took.as_secs_f64());
+        let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((_, _, c)) = seen.iter().find(|(m, s, _)| *s == status && m == method) {
+            c.inc();
+            return;
+        }
+        let counter = self
+            .requests
+            .get_or_create(&RequestLabels {
+                route: self.route.clone(),
+                method: method.as_str().to_owned(),
+                status,
+            })
+            .clone();
+        counter.inc();
+        if seen.len() < ROUTE_SERIES {
+            seen.push((method.clone(), status, counter));
+        }
+    }
+
+    pub fn upstream(&self, took: Duration) {
+        self.upstream.observe(took.as_secs_f64());
+    }
+}
+
 impl Metrics {
+    /// The handles of a route sending to `upstream`.
+    pub fn route(&self, route: &str, upstream: &str) -> RouteMetrics {
+        RouteMetrics {
+            route: route.to_owned(),
+            duration: self
+                .request_duration
+                .get_or_create(&RouteLabel {
+                    route: route.to_owned(),
+                })
+                .clone(),
+            upstream: self
+                .upstream_duration
+                .get_or_create(&UpstreamLabel {
+                    upstream: upstream.to_owned(),
+                })
+                .clone(),
+            requests: self.requests.clone(),
+            seen: std::sync::Mutex::new(Vec::new()),
+        }
+    }
+
+    /// Counts a request no route took (`route=""`).
     pub fn request(&self, route: &str, method: &http::Method, status: u16, took: Duration) {
         self.requests
             .get_or_create(&RequestLabels {
@@ -299,14 +364,6 @@ impl Metrics {
         self.request_duration
             .get_or_create(&RouteLabel {
                 route: route.to_owned(),
-            })
-            .observe(took.as_secs_f64());
-    }
-
-    pub fn upstream(&self, upstream: &str, took: Duration) {
-        self.upstream_duration
-            .get_or_create(&UpstreamLabel {
-                upstream: upstream.to_owned(),
             })
             .observe(took.as_secs_f64());
     }
@@ -399,6 +456,37 @@ mod tests {
             .iter()
             .map(|(k, v)| ((*k).into(), (*v).into()))
             .collect()
+    }
+
+    #[test]
+    fn a_route_counts_every_method_and_status_past_its_kept_handles() {
+        let m = Metrics::default();
+        let route = m.route("orders", "shop");
+        // More (method, status) pairs than the route keeps handles for.
+        for status in 200..200 + ROUTE_SERIES as u16 + 4 {
+            route.request(&http::Method::GET, status, Duration::from_millis(1));
+            route.request(&http::Method::GET, status, Duration::from_millis(1));
+        }
+        route.request(&http::Method::POST, 201, Duration::from_millis(1));
+        route.upstream(Duration::from_millis(1));
+        let text = m.encode();
+        for status in 200..200 + ROUTE_SERIES as u16 + 4 {
+            let line = format!(
+                "gatehouse_requests_total{{route=\"orders\",method=\"GET\",status=\"{status}\"}} 2"
+            );
+            assert!(text.contains(&line), "{line} in {text}");
+        }
+        assert!(text.contains(
+            "gatehouse_requests_total{route=\"orders\",method=\"POST\",status=\"201\"} 1"
+        ));
+        let count = 2 * (ROUTE_SERIES + 4) + 1;
+        assert!(
+            text.contains(&format!(
+                "gatehouse_request_duration_seconds_count{{route=\"orders\"}} {count}"
+            )),
+            "{text}"
+        );
+        assert!(text.contains("gatehouse_upstream_duration_seconds_count{upstream=\"shop\"} 1"));
     }
 
     #[test]
