@@ -7,6 +7,7 @@ use crate::gateway::{Gateway, RouteRuntime};
 use crate::plugin::{ContextRes, Outcome, Reply, RequestRes, RequestStep, ResponseRes};
 use crate::proxy;
 use crate::router::Match;
+use crate::upstream::UpstreamBody;
 use bytes::Bytes;
 use http::HeaderMap;
 use http::header::{HeaderName, HeaderValue};
@@ -23,7 +24,7 @@ static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 /// upstream's stream.
 struct Outgoing {
     res: ResponseRes,
-    stream: Option<Incoming>,
+    stream: Option<UpstreamBody>,
 }
 
 impl Outgoing {
@@ -287,7 +288,7 @@ impl Gateway {
         req: &mut RequestRes,
         mut stream: Option<Incoming>,
         trace: &mut Trace,
-    ) -> Result<Response<Incoming>, GatewayError> {
+    ) -> Result<Response<UpstreamBody>, GatewayError> {
         let upstream = &route.upstream;
         let policy = upstream
             .retries
@@ -314,14 +315,6 @@ impl Gateway {
                 .pick_avoiding(&tried)
                 .ok_or(GatewayError::NoTarget)?;
             tried.push(target.index());
-            let uri = Uri::builder()
-                .scheme("http")
-                .authority(target.authority().clone())
-                .path_and_query(pq.clone())
-                .build()
-                .map_err(|e| {
-                    GatewayError::BadRequest(format!("cannot form the upstream uri: {e}"))
-                })?;
             // The response phase still reads the request, and a retry
             // sends it again, so keep it then; otherwise hand the headers
             // over without a copy.
@@ -337,15 +330,15 @@ impl Gateway {
             };
             let mut upstream_req = Request::new(body);
             *upstream_req.method_mut() = req.parts.method.clone();
-            *upstream_req.uri_mut() = uri;
+            *upstream_req.uri_mut() = Uri::from(pq.clone());
             *upstream_req.headers_mut() = headers;
-            // hyper sets Host from the target; the client's host went to X-Forwarded-Host.
-            upstream_req.headers_mut().remove(http::header::HOST);
+            // The target's Host is set when it is sent; the client's went
+            // to X-Forwarded-Host.
 
             trace.target = Some(target.authority().clone());
             let sent = std::time::Instant::now();
             let left = deadline.saturating_duration_since(sent);
-            let result = upstream.send(upstream_req, left).await;
+            let result = target.send(upstream_req, left).await;
             let took = sent.elapsed();
             trace.upstream_time = Some(trace.upstream_time.unwrap_or_default() + took);
             route.metrics.upstream(took);
@@ -452,11 +445,15 @@ fn preflight_method(parts: &http::request::Parts) -> Option<http::Method> {
 }
 
 /// Reads a whole body, refusing one over `max` bytes.
-async fn read_limited(
-    body: Incoming,
+async fn read_limited<B>(
+    body: B,
     headers: &http::HeaderMap,
     max: u64,
-) -> Result<Bytes, GatewayError> {
+) -> Result<Bytes, GatewayError>
+where
+    B: hyper::body::Body<Data = Bytes>,
+    B::Error: Into<BoxError>,
+{
     let declared = headers
         .get(http::header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());

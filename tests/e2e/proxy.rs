@@ -49,6 +49,86 @@ async fn upstream_connections_are_reused() {
     );
 }
 
+/// Waits up to five seconds for `ok`.
+async fn eventually(mut ok: impl FnMut() -> bool) -> bool {
+    let end = Instant::now() + Duration::from_secs(5);
+    while Instant::now() < end {
+        if ok() {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    ok()
+}
+
+#[tokio::test]
+async fn idle_upstream_connections_close_at_the_idle_timeout() {
+    let ups = echoes("idle", 1).await;
+    let gw = TestGateway::start(&one_route(&targets(&ups), "idle_timeout = \"300ms\"", "")).await;
+    let c = TestClient::default();
+    assert_eq!(c.get(&gw.url("/x")).await.status, 200);
+    let kept_at = Instant::now();
+    assert_eq!(ups[0].open_connections(), 1, "kept for the next request");
+    assert!(
+        eventually(|| ups[0].open_connections() == 0).await,
+        "the idle connection is still open {:?} later",
+        kept_at.elapsed()
+    );
+    assert!(
+        kept_at.elapsed() >= Duration::from_millis(250),
+        "closed after {:?}, before the idle timeout",
+        kept_at.elapsed()
+    );
+    // The next request opens a new connection and is served.
+    assert_eq!(c.get(&gw.url("/x")).await.status, 200);
+    assert_eq!(ups[0].connections(), 2);
+}
+
+#[tokio::test]
+async fn no_more_than_max_idle_per_target_connections_are_kept() {
+    let ups = echoes("cap", 1).await;
+    let gw = TestGateway::start(&one_route(&targets(&ups), "max_idle_per_target = 2", "")).await;
+    let c = TestClient::default();
+    // Eight at once, each held 200 ms by the upstream: eight connections.
+    let mut all = tokio::task::JoinSet::new();
+    for _ in 0..8 {
+        let (c, url) = (c.clone(), gw.url("/x"));
+        all.spawn(async move { c.get_with(&url, &[("x-echo-delay-ms", "200")]).await });
+    }
+    while let Some(seen) = all.join_next().await {
+        assert_eq!(seen.expect("request task").status, 200);
+    }
+    assert_eq!(ups[0].connections(), 8);
+    assert!(
+        eventually(|| ups[0].open_connections() == 2).await,
+        "{} upstream connections open, expected the 2 kept idle",
+        ups[0].open_connections()
+    );
+    // The kept ones serve what comes next.
+    for _ in 0..4 {
+        assert_eq!(c.get(&gw.url("/x")).await.status, 200);
+    }
+    assert_eq!(ups[0].connections(), 8);
+}
+
+#[tokio::test]
+async fn the_upstream_sees_its_own_authority_as_host() {
+    let ups = echoes("host", 1).await;
+    let gw = TestGateway::start(&one_route(&targets(&ups), "", "")).await;
+    let seen = TestClient::default()
+        .get_with(&gw.url("/x"), &[("host", "api.example.com")])
+        .await;
+    assert_eq!(seen.status, 200);
+    assert_eq!(
+        seen.upstream_header("host").as_deref(),
+        Some(ups[0].addr.to_string().as_str())
+    );
+    assert_eq!(
+        seen.upstream_header("x-forwarded-host").as_deref(),
+        Some("api.example.com")
+    );
+}
+
 #[tokio::test]
 async fn hop_by_hop_headers_are_stripped_and_forwarding_headers_set() {
     let ups = echoes("hop", 1).await;

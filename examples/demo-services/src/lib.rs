@@ -21,6 +21,8 @@ pub struct Echo {
     pub name: String,
     pub addr: SocketAddr,
     pub connections: Arc<AtomicUsize>,
+    /// Connections open now.
+    pub open: Arc<AtomicUsize>,
     pub requests: Arc<AtomicUsize>,
     task: tokio::task::JoinHandle<()>,
 }
@@ -33,15 +35,18 @@ impl Echo {
             .expect("bound listener has an address");
         let connections = Arc::new(AtomicUsize::new(0));
         let requests = Arc::new(AtomicUsize::new(0));
-        let (conns, reqs, svc_name) = (
+        let open = Arc::new(AtomicUsize::new(0));
+        let (conns, now_open, reqs, svc_name) = (
             connections.clone(),
+            open.clone(),
             requests.clone(),
             Arc::<str>::from(name),
         );
         let task = tokio::spawn(async move {
             while let Ok((stream, _)) = listener.accept().await {
                 conns.fetch_add(1, Ordering::SeqCst);
-                let (reqs, svc_name) = (reqs.clone(), svc_name.clone());
+                now_open.fetch_add(1, Ordering::SeqCst);
+                let (reqs, svc_name, now_open) = (reqs.clone(), svc_name.clone(), now_open.clone());
                 tokio::spawn(async move {
                     let svc = service_fn(move |req| {
                         reqs.fetch_add(1, Ordering::SeqCst);
@@ -50,6 +55,7 @@ impl Echo {
                     let _ = http1::Builder::new()
                         .serve_connection(TokioIo::new(stream), svc)
                         .await;
+                    now_open.fetch_sub(1, Ordering::SeqCst);
                 });
             }
         });
@@ -57,6 +63,7 @@ impl Echo {
             name: name.to_owned(),
             addr,
             connections,
+            open,
             requests,
             task,
         }
@@ -69,6 +76,12 @@ impl Echo {
 
     pub fn connections(&self) -> usize {
         self.connections.load(Ordering::SeqCst)
+    }
+
+    /// Connections open now (closed ones are counted once the server has
+    /// seen them close).
+    pub fn open_connections(&self) -> usize {
+        self.open.load(Ordering::SeqCst)
     }
 
     pub fn requests(&self) -> usize {

@@ -1,12 +1,14 @@
-//! Upstreams: a keep-alive connection pool per upstream, target balancing
+//! Upstreams: target balancing, health, keep-alive connections per target
 //! and the connect/request timeouts.
+
+mod conns;
+
+pub use conns::UpstreamBody;
 
 use crate::config::{Balance, HealthCheck, Outlier, Retries, Upstream};
 use crate::error::{Body, GatewayError};
+use conns::{Connections, SendError, Settings};
 use http::{Request, Response};
-use hyper::body::Incoming;
-use hyper_util::client::legacy::{Client, connect::HttpConnector};
-use hyper_util::rt::{TokioExecutor, TokioTimer};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
@@ -20,6 +22,7 @@ pub struct Target {
     ejected_until: AtomicU64,
     /// Consecutive failures seen by passive checks.
     failures: AtomicU32,
+    conns: Arc<Connections>,
 }
 
 impl Target {
@@ -106,21 +109,15 @@ pub struct UpstreamPool {
     timeout: Duration,
     outlier: Option<Outlier>,
     pub retries: Option<Retries>,
-    client: Client<HttpConnector, Body>,
 }
 
 impl UpstreamPool {
     pub fn new(cfg: &Upstream) -> Arc<UpstreamPool> {
-        let mut connector = HttpConnector::new();
-        connector.set_connect_timeout(Some(cfg.connect_timeout));
-        connector.set_nodelay(true);
-        connector.set_keepalive(Some(Duration::from_secs(60)));
-        let client = Client::builder(TokioExecutor::new())
-            .pool_timer(TokioTimer::new())
-            .timer(TokioTimer::new())
-            .pool_idle_timeout(cfg.idle_timeout)
-            .pool_max_idle_per_host(cfg.max_idle_per_target)
-            .build(connector);
+        let settings = Settings {
+            connect_timeout: cfg.connect_timeout,
+            idle_timeout: cfg.idle_timeout,
+            max_idle: cfg.max_idle_per_target,
+        };
         let pool = Arc::new(UpstreamPool {
             name: cfg.name.as_str().into(),
             targets: cfg
@@ -132,6 +129,7 @@ impl UpstreamPool {
                     healthy: AtomicBool::new(true),
                     ejected_until: AtomicU64::new(0),
                     failures: AtomicU32::new(0),
+                    conns: Connections::new(a.clone(), settings),
                 })
                 .collect(),
             balance: cfg.balance,
@@ -139,7 +137,6 @@ impl UpstreamPool {
             timeout: cfg.timeout,
             outlier: cfg.outlier,
             retries: cfg.retries.clone(),
-            client,
         });
         if let Some(check) = &cfg.health {
             tokio::spawn(health_checks(Arc::downgrade(&pool), check.clone()));
@@ -198,14 +195,13 @@ impl UpstreamPool {
 
     /// Whether `target` answers its health check now.
     async fn check(&self, target: &Target, check: &HealthCheck) -> bool {
-        let uri = format!("http://{}{}", target.authority, check.path);
-        let Ok(req) = Request::get(uri.as_str())
+        let Ok(req) = Request::get(check.path.as_str())
             .header(http::header::USER_AGENT, "gatehouse-health-check")
             .body(crate::error::full(bytes::Bytes::new()))
         else {
             return false;
         };
-        match tokio::time::timeout(check.timeout, self.client.request(req)).await {
+        match tokio::time::timeout(check.timeout, target.conns.send(req)).await {
             Ok(Ok(resp)) => resp.status().is_success() || resp.status().is_redirection(),
             _ => false,
         }
@@ -215,33 +211,36 @@ impl UpstreamPool {
     pub fn timeout(&self) -> Duration {
         self.timeout
     }
+}
 
-    /// Sends a request whose URI already names the target, waiting at most
-    /// `timeout` for the response head.
+impl TargetGuard {
+    /// Sends a request (its URI in origin form) to this target, waiting at
+    /// most `timeout` for the response head.
     pub async fn send(
         &self,
         req: Request<Body>,
         timeout: Duration,
-    ) -> Result<Response<Incoming>, GatewayError> {
-        // For the log line of a failure; sharing it costs no copy.
-        let target = req.uri().authority().cloned();
-        let result = tokio::time::timeout(timeout, self.client.request(req)).await;
-        let (error, e) = match result {
+    ) -> Result<Response<UpstreamBody>, GatewayError> {
+        let target = &self.pool.targets[self.index];
+        let result = tokio::time::timeout(timeout, target.conns.send(req)).await;
+        let (error, detail) = match result {
             Err(_) => return Err(GatewayError::UpstreamTimeout),
             Ok(Ok(resp)) => return Ok(resp),
-            Ok(Err(e)) if e.is_connect() => (GatewayError::UpstreamConnect, e),
-            Ok(Err(e)) => (GatewayError::UpstreamFailed, e),
+            Ok(Err(SendError::Connect(e))) => (GatewayError::UpstreamConnect, e.to_string()),
+            Ok(Err(SendError::Failed(e))) => {
+                // hyper's own message is terse ("connection closed before
+                // message completed"): log the causes too.
+                let mut detail = e.to_string();
+                let mut source = std::error::Error::source(&e);
+                while let Some(s) = source {
+                    detail.push_str(": ");
+                    detail.push_str(&s.to_string());
+                    source = s.source();
+                }
+                (GatewayError::UpstreamFailed, detail)
+            }
         };
-        // hyper's own message is terse ("client error (Connect)"): log the causes.
-        let mut detail = e.to_string();
-        let mut source = std::error::Error::source(&e);
-        while let Some(s) = source {
-            detail.push_str(": ");
-            detail.push_str(&s.to_string());
-            source = s.source();
-        }
-        let target = target.as_ref().map_or("", |a| a.as_str());
-        tracing::debug!(upstream = %self.name, target, "{error}: {detail}");
+        tracing::debug!(upstream = %self.pool.name, target = %target.authority, "{error}: {detail}");
         Err(error)
     }
 }
