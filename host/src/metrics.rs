@@ -299,16 +299,25 @@ pub struct RouteMetrics {
     upstream: Histogram,
     requests: Family<RequestLabels, Counter>,
     /// The route's (method, status) counters seen so far: a handful, so a
-    /// scan beats a hash.
-    seen: std::sync::Mutex<Vec<(http::Method, u16, Counter)>>,
+    /// scan beats a hash. Read-locked on the request path, as the families
+    /// are, so workers do not queue behind each other.
+    seen: std::sync::RwLock<Vec<(http::Method, u16, Counter)>>,
 }
 
 impl RouteMetrics {
     pub fn request(&self, method: &http::Method, status: u16, took: Duration) {
         self.duration.observe(took.as_secs_f64());
-        let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some((_, _, c)) = seen.iter().find(|(m, s, _)| *s == status && m == method) {
-            c.inc();
+        let found = |seen: &[(http::Method, u16, Counter)]| {
+            seen.iter()
+                .find(|(m, s, _)| *s == status && m == method)
+                .map(|(_, _, c)| c.inc())
+                .is_some()
+        };
+        if found(&self.seen.read().unwrap_or_else(|p| p.into_inner())) {
+            return;
+        }
+        let mut seen = self.seen.write().unwrap_or_else(|p| p.into_inner());
+        if found(&seen) {
             return;
         }
         let counter = self
@@ -348,7 +357,7 @@ impl Metrics {
                 })
                 .clone(),
             requests: self.requests.clone(),
-            seen: std::sync::Mutex::new(Vec::new()),
+            seen: std::sync::RwLock::new(Vec::new()),
         }
     }
 
