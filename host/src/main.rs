@@ -366,6 +366,9 @@ async fn run(
     watch: bool,
 ) -> anyhow::Result<ExitCode> {
     let runtime = Arc::new(runtime(config, true)?);
+    // Both cores go to the baseline compiles until the gateway serves; the
+    // optimiser starts on what they queued then.
+    runtime.hold_optimiser(true);
     let gateway = match Gateway::build(config, &runtime).await {
         Ok(g) => match access_log {
             Some(log) => g.with_access_log(log),
@@ -376,7 +379,7 @@ async fn run(
             return Ok(ExitCode::FAILURE);
         }
     };
-    let live = Arc::new(Live::new(gateway, path.to_path_buf(), runtime));
+    let live = Arc::new(Live::new(gateway, path.to_path_buf(), runtime.clone()));
     let running = server::start(live.clone())
         .await
         .with_context(|| format!("cannot listen on {}", config.server.listen))?;
@@ -384,6 +387,7 @@ async fn run(
         tracing::info!(admin = %admin, "admin API listening");
     }
     tracing::info!(listen = %running.addr, routes = config.routes.len(), "gatehouse ready");
+    runtime.hold_optimiser(false);
     if watch && let Err(e) = live.watch() {
         tracing::warn!(
             "cannot watch the config and plugin files ({e}); reload with SIGHUP or the admin API"
