@@ -1,0 +1,86 @@
+#!/usr/bin/env bash
+# Two gatehouse binaries, alternating, on the same upstream and config: for
+# the route without plugins and the quickstart's users chain, the gateway's
+# CPU time per request (user + system, from /proc) at saturation, and
+# p50/p99 at a fixed rate (oha with latency correction; RATE for the bare
+# route, CHAIN_RATE for the chain). CPU per request
+# varies less on a shared VM than requests/s does, so a change's effect is
+# read from it; run several rounds all the same.
+#
+#   bench/ab.sh OLD_BINARY NEW_BINARY
+#   ROUNDS=5 RATE=12000 CHAIN_RATE=5000 bench/ab.sh /tmp/gatehouse-before target/release/gatehouse
+#
+# Expects `cargo xtask plugins`, the release build of demo-services, wrk and
+# oha (bench/compare.sh installs oha into target/bench-tools).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+[ $# = 2 ] || { echo "usage: bench/ab.sh OLD_BINARY NEW_BINARY" >&2; exit 2; }
+ROUNDS=${ROUNDS:-3}
+RATE=${RATE:-12000}
+CHAIN_RATE=${CHAIN_RATE:-5000}
+DURATION=${DURATION:-4s}
+UPSTREAM_PORT=${UPSTREAM_PORT:-19301}
+GATEWAY_PORT=${GATEWAY_PORT:-19380}
+export PATH="$PWD/target/bench-tools/bin:$PATH"
+
+work=$(mktemp -d)
+pids=()
+cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$work"; }
+trap cleanup EXIT
+
+TOKEN=$(sed -n 's/^pub const TOKEN: &str = "\(.*\)";$/\1/p' bench/lib.rs)
+AUTH="Authorization: Bearer $TOKEN"
+target/release/demo-services "upstream=127.0.0.1:$UPSTREAM_PORT" >/dev/null &
+pids+=($!)
+{
+    printf '[server]\nlisten = "127.0.0.1:%s"\nplugins_dir = "%s"\nworkers = 1\n\n' "$GATEWAY_PORT" "$PWD/target/plugins"
+    printf '[upstreams.up]\ntargets = ["127.0.0.1:%s"]\n\n' "$UPSTREAM_PORT"
+    printf '[[routes]]\nname = "none"\npath = "/none/*"\nupstream = "up"\n\n'
+    printf '[[routes]]\nname = "users"\npath = "/api/v1/users/*"\nupstream = "up"\nstrip_prefix = "/api/v1"\n'
+    sed -n '/^name = "users"/,/^# Orders/p' examples/quickstart/gatehouse.toml \
+        | sed -n '/\[\[routes.plugins\]\]/,$p' | grep -v '^# Orders' \
+        | sed 's/limit = 5, window = "1m"/limit = 1000000000, window = "1m"/'
+} > "$work/gatehouse.toml"
+# Optimised code for both binaries' engines, so neither runs baseline code.
+for bin in "$1" "$2"; do "$bin" check --config "$work/gatehouse.toml" >/dev/null; done
+
+tick=$(getconf CLK_TCK)
+cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
+# "REQUESTS_PER_S CPU_US_PER_REQUEST" for one wrk run against PATH.
+saturate() {
+    local before after out n
+    before=$(cpu_ticks "$1")
+    out=$(wrk -t1 -c32 -d"$DURATION" -H "$AUTH" "http://127.0.0.1:$GATEWAY_PORT$2")
+    after=$(cpu_ticks "$1")
+    n=$(awk '/requests in/ { print $1 }' <<<"$out")
+    echo "$(awk '/Requests\/sec/ { printf "%d", $2 }' <<<"$out") $(( (after - before) * 1000000 / tick / n ))"
+}
+# "P50_US P99_US" at RATE requests/s on PATH.
+fixed_rate() {
+    oha --no-tui --output-format json --latency-correction -z "$DURATION" -c 32 -q "$2" \
+        -H "$AUTH" "http://127.0.0.1:$GATEWAY_PORT$1" > "$work/oha.json"
+    python3 -c 'import json, sys
+p = json.load(open(sys.argv[1]))["latencyPercentiles"]
+print(round(p["p50"] * 1e6), round(p["p99"] * 1e6))' "$work/oha.json"
+}
+
+printf '%-6s %-6s %12s %12s %18s\n' binary route "requests/s" "CPU µs/req" "p50/p99 µs (rate)"
+for _ in $(seq "$ROUNDS"); do
+    for side in old new; do
+        bin=$1; [ "$side" = new ] && bin=$2
+        GATEHOUSE_LOG=warn "$bin" run --no-watch --config "$work/gatehouse.toml" >/dev/null 2>&1 &
+        pid=$!
+        until (exec 3<>"/dev/tcp/127.0.0.1/$GATEWAY_PORT") 2>/dev/null; do sleep 0.02; done
+        for path in /none/users/42 /api/v1/users/42; do   # warm pools and instances
+            wrk -t1 -c32 -d1s -H "$AUTH" "http://127.0.0.1:$GATEWAY_PORT$path" >/dev/null
+        done
+        for path in /none/users/42 /api/v1/users/42; do
+            route=none rate=$RATE
+            [ "$path" = /none/users/42 ] || { route=users; rate=$CHAIN_RATE; }
+            read -r rps cpu < <(saturate "$pid" "$path")
+            read -r p50 p99 < <(fixed_rate "$path" "$rate")
+            printf '%-6s %-6s %12s %12s %18s\n' "$side" "$route" "$rps" "$cpu" "$p50/$p99 ($rate)"
+        done
+        kill "$pid"; wait "$pid" 2>/dev/null || true
+    done
+done
