@@ -46,7 +46,7 @@ impl Gateway {
         previous: Option<&Gateway>,
     ) -> Result<Gateway, ConfigErrors> {
         let mut errors: Vec<ConfigError> = Vec::new();
-        let plugins = load_plugins(config, runtime, previous, &mut errors);
+        let plugins = load_plugins(config, runtime, previous, &mut errors).await;
         let upstreams: BTreeMap<&str, Arc<UpstreamPool>> = config
             .upstreams
             .iter()
@@ -136,8 +136,9 @@ impl Gateway {
     }
 }
 
-/// Compiles each plugin named by the config once, from `NAME.wasm`.
-fn load_plugins(
+/// Compiles each plugin named by the config once, from `NAME.wasm`, off
+/// the workers serving requests.
+async fn load_plugins(
     config: &Config,
     runtime: &Runtime,
     previous: Option<&Gateway>,
@@ -167,7 +168,10 @@ fn load_plugins(
                         continue;
                     }
                     let result = if path.is_file() {
-                        runtime.load(name, &path).map_err(|e| e.to_string())
+                        runtime
+                            .load_off_thread(name, &path)
+                            .await
+                            .map_err(|e| e.to_string())
                     } else {
                         Err(format!(
                             "no file {name}.wasm in the plugins folder {} ({})",

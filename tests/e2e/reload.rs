@@ -1,7 +1,9 @@
 //! Config reload: the new config is checked whole before anything changes,
 //! requests never fail across a swap, and state outlives it.
 
+use gatehouse::Runtime;
 use gatehouse_tests::*;
+use std::sync::Arc;
 
 fn config(up: &Echo, routes: &str) -> String {
     echo_config(up, "admin_listen = \"127.0.0.1:0\"", routes)
@@ -200,4 +202,32 @@ async fn an_open_breaker_stays_open_across_a_reload() {
         2,
         "the upstream was not contacted while open"
     );
+}
+
+#[tokio::test]
+async fn requests_are_served_while_a_reload_compiles() {
+    let up = Echo::bind("up", "127.0.0.1:0").await.unwrap();
+    // A runtime of its own: the reload's plugin is in no cache, so it is
+    // compiled, on the test's one thread unless the reload hands it off.
+    let runtime = Arc::new(Runtime::new().expect("plugin runtime starts"));
+    let plain = "[[routes]]\nname = \"plain\"\npath = \"/plain/*\"\nupstream = \"up\"\n";
+    let gw = Arc::new(TestGateway::start_on(&config(&up, plain), &runtime).await);
+    let guarded = format!(
+        "{plain}[[routes]]\nname = \"guarded\"\npath = \"/guarded/*\"\nupstream = \"up\"\n\
+         [[routes.plugins]]\nplugin = \"jwt-auth\"\nconfig = {{ secret = \"change-me\", algorithms = [\"HS256\"] }}\n"
+    );
+    gw.rewrite(&config(&up, &guarded));
+    let reload = tokio::spawn({
+        let gw = gw.clone();
+        async move { gw.reload().await }
+    });
+    let seen = TestClient::default().get(&gw.url("/plain/x")).await;
+    assert_eq!(seen.status, 200);
+    assert!(
+        !reload.is_finished(),
+        "the request was answered only after the reload had compiled jwt-auth"
+    );
+    assert_eq!(reload.await.expect("reload task"), Ok(2));
+    let seen = TestClient::default().get(&gw.url("/guarded/x")).await;
+    assert_eq!(seen.status, 401, "jwt-auth now guards the new route");
 }

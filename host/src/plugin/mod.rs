@@ -316,57 +316,27 @@ impl Runtime {
     /// Compiles and links `NAME.wasm`, refusing anything that is not a
     /// component of the `gatehouse:plugin` world.
     pub fn load(&self, name: &str, path: &Path) -> Result<Arc<LoadedPlugin>, PluginError> {
-        let cannot_read = |e: std::io::Error| {
-            PluginError::Load(format!("cannot read plugin file {}: {e}", path.display()))
-        };
-        // Checked before reading, so an oversized file is never read in.
-        let size = std::fs::metadata(path).map_err(cannot_read)?.len();
-        if size > MAX_PLUGIN_FILE {
-            return Err(PluginError::Load(format!(
-                "{} is {size} bytes, over the {} MiB limit for plugin files",
-                path.display(),
-                MAX_PLUGIN_FILE >> 20
-            )));
-        }
-        let bytes = std::fs::read(path).map_err(cannot_read)?;
-        check_header(&bytes).map_err(|m| PluginError::Load(format!("{}: {m}", path.display())))?;
-        let digest: [u8; 32] = {
-            use sha2::Digest;
-            sha2::Sha256::digest(&bytes).into()
-        };
-        let (component, compiled) = self.compiler.compile(digest, &bytes).map_err(|e| {
-            PluginError::Load(format!(
-                "{}: invalid component: {}",
-                path.display(),
-                first_line(&e)
-            ))
-        })?;
-        let pre = self
-            .compiler
-            .tier(compiled)
-            .linker
-            .instantiate_pre(&component)
-            .and_then(PluginPre::new)
-            .map_err(|e| {
-                PluginError::Load(format!(
-                    "{}: not a plugin of the {CONTRACT} world: {}",
-                    path.display(),
-                    first_line(&e)
-                ))
-            })?;
-        let plugin = Arc::new(LoadedPlugin {
-            name: Arc::from(name),
-            path: path.to_path_buf(),
-            sha256: hex(&digest),
-            size: bytes.len() as u64,
-            loaded_at: std::time::SystemTime::now(),
-            code: ArcSwap::from_pointee(Code { pre, compiled }),
-            pools: Default::default(),
-        });
-        if compiled == Compiled::Baseline {
-            self.compiler.when_optimised(digest, &plugin);
-        }
-        Ok(plugin)
+        load(&self.compiler, name, path)
+    }
+
+    /// As [`Runtime::load`], compiling on tokio's blocking pool: a reload
+    /// must not stop the workers serving requests while it compiles (with
+    /// `workers = 1` it would stop them all).
+    pub async fn load_off_thread(
+        &self,
+        name: &str,
+        path: &Path,
+    ) -> Result<Arc<LoadedPlugin>, PluginError> {
+        let compiler = self.compiler.clone();
+        let (owned_name, owned_path) = (name.to_owned(), path.to_owned());
+        tokio::task::spawn_blocking(move || load(&compiler, &owned_name, &owned_path))
+            .await
+            .unwrap_or_else(|e| {
+                Err(PluginError::Load(format!(
+                    "{}: the compile stopped: {e}",
+                    path.display()
+                )))
+            })
     }
 
     /// Holds background optimisation while `held` (plugins compiled by the
@@ -410,6 +380,64 @@ fn release_freed_memory() {
 /// A digest as lower-case hex.
 fn hex(digest: &[u8; 32]) -> String {
     digest.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Compiles and links `NAME.wasm` with `compiler`.
+fn load(
+    compiler: &Arc<Compiler>,
+    name: &str,
+    path: &Path,
+) -> Result<Arc<LoadedPlugin>, PluginError> {
+    let cannot_read = |e: std::io::Error| {
+        PluginError::Load(format!("cannot read plugin file {}: {e}", path.display()))
+    };
+    // Checked before reading, so an oversized file is never read in.
+    let size = std::fs::metadata(path).map_err(cannot_read)?.len();
+    if size > MAX_PLUGIN_FILE {
+        return Err(PluginError::Load(format!(
+            "{} is {size} bytes, over the {} MiB limit for plugin files",
+            path.display(),
+            MAX_PLUGIN_FILE >> 20
+        )));
+    }
+    let bytes = std::fs::read(path).map_err(cannot_read)?;
+    check_header(&bytes).map_err(|m| PluginError::Load(format!("{}: {m}", path.display())))?;
+    let digest: [u8; 32] = {
+        use sha2::Digest;
+        sha2::Sha256::digest(&bytes).into()
+    };
+    let (component, compiled) = compiler.compile(digest, &bytes).map_err(|e| {
+        PluginError::Load(format!(
+            "{}: invalid component: {}",
+            path.display(),
+            first_line(&e)
+        ))
+    })?;
+    let pre = compiler
+        .tier(compiled)
+        .linker
+        .instantiate_pre(&component)
+        .and_then(PluginPre::new)
+        .map_err(|e| {
+            PluginError::Load(format!(
+                "{}: not a plugin of the {CONTRACT} world: {}",
+                path.display(),
+                first_line(&e)
+            ))
+        })?;
+    let plugin = Arc::new(LoadedPlugin {
+        name: Arc::from(name),
+        path: path.to_path_buf(),
+        sha256: hex(&digest),
+        size: bytes.len() as u64,
+        loaded_at: std::time::SystemTime::now(),
+        code: ArcSwap::from_pointee(Code { pre, compiled }),
+        pools: Default::default(),
+    });
+    if compiled == Compiled::Baseline {
+        compiler.when_optimised(digest, &plugin);
+    }
+    Ok(plugin)
 }
 
 impl Drop for Runtime {
