@@ -62,9 +62,8 @@ impl Connections {
             Some(80) => authority.host(),
             _ => authority.as_str(),
         };
-        // ok: a parsed authority holds only URI characters, all valid in a
-        // header value.
-        let host = HeaderValue::from_str(host).expect("an authority is a valid header value");
+        // A parsed authority holds only URI characters, all valid in a header value.
+        let host = HeaderValue::from_str(host).expect("authority"); // ok: see above
         let conns = Arc::new(Connections {
             authority,
             host,
