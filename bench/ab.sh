@@ -14,6 +14,7 @@
 # oha (bench/compare.sh installs oha into target/bench-tools).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source bench/config.sh
 [ $# = 2 ] || { echo "usage: bench/ab.sh OLD_BINARY NEW_BINARY" >&2; exit 2; }
 ROUNDS=${ROUNDS:-3}
 RATE=${RATE:-12000}
@@ -33,13 +34,8 @@ AUTH="Authorization: Bearer $TOKEN"
 target/release/demo-services "upstream=127.0.0.1:$UPSTREAM_PORT" >/dev/null &
 pids+=($!)
 {
-    printf '[server]\nlisten = "127.0.0.1:%s"\nplugins_dir = "%s"\nworkers = 1\n\n' "$GATEWAY_PORT" "$PWD/target/plugins"
-    printf '[upstreams.up]\ntargets = ["127.0.0.1:%s"]\n\n' "$UPSTREAM_PORT"
-    printf '[[routes]]\nname = "none"\npath = "/none/*"\nupstream = "up"\n\n'
-    printf '[[routes]]\nname = "users"\npath = "/api/v1/users/*"\nupstream = "up"\nstrip_prefix = "/api/v1"\n'
-    sed -n '/^name = "users"/,/^# Orders/p' examples/quickstart/gatehouse.toml \
-        | sed -n '/\[\[routes.plugins\]\]/,$p' | grep -v '^# Orders' \
-        | sed 's/limit = 5, window = "1m"/limit = 1000000000, window = "1m"/'
+    bench_server_and_plain_route
+    bench_users_route
 } > "$work/gatehouse.toml"
 # Optimised code for both binaries' engines, so neither runs baseline code.
 for bin in "$1" "$2"; do "$bin" check --config "$work/gatehouse.toml" >/dev/null; done

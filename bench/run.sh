@@ -18,6 +18,7 @@
 # the README were measured on 2 cores, gateway with workers = 1.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source bench/config.sh
 DURATION=${DURATION:-10s}
 CONNECTIONS=${CONNECTIONS:-32}
 UPSTREAM_PORT=${UPSTREAM_PORT:-19001}
@@ -45,16 +46,10 @@ pids+=($!)
 
 plugin() { printf '  [[routes.plugins]]\n  plugin = "add-header"\n  config = { name = "x-bench-%s", value = "1" }\n' "$1"; }
 {
-    printf '[server]\nlisten = "127.0.0.1:%s"\nplugins_dir = "%s"\nworkers = 1\n\n' "$GATEWAY_PORT" "$PWD/target/plugins"
-    printf '[upstreams.up]\ntargets = ["127.0.0.1:%s"]\n\n' "$UPSTREAM_PORT"
-    printf '[[routes]]\nname = "none"\npath = "/none/*"\nupstream = "up"\n\n'
+    bench_server_and_plain_route
     printf '[[routes]]\nname = "one"\npath = "/one/*"\nupstream = "up"\n'; plugin 1; echo
     printf '[[routes]]\nname = "four"\npath = "/four/*"\nupstream = "up"\n'; for i in 1 2 3 4; do plugin "$i"; done; echo
-    # The quickstart's users chain, its limit raised so it never triggers.
-    printf '[[routes]]\nname = "users"\npath = "/api/v1/users/*"\nupstream = "up"\nstrip_prefix = "/api/v1"\n'
-    sed -n '/^name = "users"/,/^# Orders/p' examples/quickstart/gatehouse.toml \
-        | sed -n '/\[\[routes.plugins\]\]/,$p' | grep -v '^# Orders' \
-        | sed 's/limit = 5, window = "1m"/limit = 1000000000, window = "1m"/'
+    bench_users_route
 } > "$work/gatehouse.toml"
 # Every plugin's optimised code into the compile cache first: a gateway
 # started on a cold cache serves baseline code for its first seconds.

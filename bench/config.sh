@@ -1,0 +1,19 @@
+# Config pieces the load scripts share (sourced by run.sh and ab.sh).
+
+# The server (one worker) on GATEWAY_PORT, the upstream "up" on
+# UPSTREAM_PORT, and the route "none" without plugins.
+bench_server_and_plain_route() {
+    printf '[server]\nlisten = "127.0.0.1:%s"\nplugins_dir = "%s"\nworkers = 1\n\n' "$GATEWAY_PORT" "$PWD/target/plugins"
+    printf '[upstreams.up]\ntargets = ["127.0.0.1:%s"]\n\n' "$UPSTREAM_PORT"
+    printf '[[routes]]\nname = "none"\npath = "/none/*"\nupstream = "up"\n\n'
+}
+
+# The quickstart's users route and its plugin chain (read from
+# examples/quickstart/gatehouse.toml), its rate limit raised so it never
+# triggers.
+bench_users_route() {
+    printf '[[routes]]\nname = "users"\npath = "/api/v1/users/*"\nupstream = "up"\nstrip_prefix = "/api/v1"\n'
+    sed -n '/^name = "users"/,/^# Orders/p' examples/quickstart/gatehouse.toml \
+        | sed -n '/\[\[routes.plugins\]\]/,$p' | grep -v '^# Orders' \
+        | sed 's/limit = 5, window = "1m"/limit = 1000000000, window = "1m"/'
+}
