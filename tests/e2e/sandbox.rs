@@ -3,10 +3,8 @@
 use gatehouse_tests::*;
 use std::time::{Duration, Instant};
 
-async fn two_routes(hostile: &str) -> (TestGateway, Echo) {
-    gateway_to_echo(&format!(
-        r#"
-
+/// A route whose plugin entry is `{hostile}` and a healthy one beside it.
+const HOSTILE_AND_HEALTHY: &str = r#"
 [[routes]]
 name = "hostile"
 path = "/hostile/*"
@@ -21,10 +19,11 @@ path = "/healthy/*"
 upstream = "up"
 [[routes.plugins]]
 plugin = "add-header"
-config = {{ name = "x-ok", value = "1" }}
-"#
-    ))
-    .await
+config = { name = "x-ok", value = "1" }
+"#;
+
+async fn two_routes(hostile: &str) -> (TestGateway, Echo) {
+    gateway_to_echo(&HOSTILE_AND_HEALTHY.replace("{hostile}", hostile)).await
 }
 
 #[tokio::test]
@@ -55,6 +54,46 @@ async fn a_memory_bomb_is_refused_at_its_cap() {
         assert_error_body(&c.get(&gw.url("/hostile/x")).await, 503);
     }
     assert_eq!(c.get(&gw.url("/healthy/x")).await.status, 200);
+}
+
+/// Where the address space is limited (`ulimit -v`), the plugin memory
+/// pool cannot be reserved: the gateway says so, serves anyway, and a
+/// plugin's memory cap still holds.
+#[tokio::test]
+async fn with_a_limited_address_space_plugins_run_within_their_caps() {
+    let up = Echo::bind("up", "127.0.0.1:0").await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("gatehouse.toml");
+    let toml = format!(
+        "{SERVER}\ncompile_cache = \"{}\"\n[upstreams.up]\ntargets = [\"{}\"]\n{}",
+        dir.path().join("cache").display(),
+        up.addr,
+        HOSTILE_AND_HEALTHY.replace(
+            "{hostile}",
+            "limits = { memory = \"8MiB\" }\nconfig = { mode = \"memory-bomb\" }"
+        )
+    )
+    .replace("{plugins}", &plugins_dir().display().to_string());
+    std::fs::write(&path, toml).unwrap();
+    // 2 GiB: far more than the gateway uses, far less than the pool reserves.
+    let limited = ["sh", "-c", "ulimit -v 2097152 && exec \"$0\" \"$@\""];
+    let mut gw = spawn_gatehouse_via(&limited, &path, &["--no-watch"]);
+    let said = gw.log.iter().any(|line| {
+        line["level"] == "WARN"
+            && line["fields"]["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("address space is limited"))
+    });
+    assert!(said, "no warning about the limit in {:?}", gw.log);
+    let c = TestClient::default();
+    for _ in 0..3 {
+        assert_error_body(&c.get(&format!("http://{}/hostile/x", gw.addr)).await, 503);
+    }
+    let ok = c.get(&format!("http://{}/healthy/x", gw.addr)).await;
+    assert_eq!(ok.status, 200);
+    assert_eq!(ok.json()["headers"]["x-ok"], "1", "add-header ran");
+    let _ = gw.child.kill();
+    let _ = gw.child.wait();
 }
 
 #[tokio::test]

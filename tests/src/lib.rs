@@ -144,8 +144,21 @@ pub struct Spawned {
 /// Runs `gatehouse --log-format json run ARGS --config CONFIG` and waits
 /// for it to be ready; the rest of its log is drained so it never blocks.
 pub fn spawn_gatehouse(config: &std::path::Path, args: &[&str]) -> Spawned {
+    spawn_gatehouse_via(&[], config, args)
+}
+
+/// [`spawn_gatehouse`] started by a wrapper: `wrapper` is a program and
+/// its arguments, given the gatehouse command line after them.
+pub fn spawn_gatehouse_via(wrapper: &[&str], config: &std::path::Path, args: &[&str]) -> Spawned {
     use std::io::{BufRead, BufReader};
-    let mut child = std::process::Command::new(gatehouse_bin())
+    let bin = gatehouse_bin();
+    let (program, before) = match wrapper {
+        [program, before @ ..] => (std::ffi::OsStr::new(*program), before),
+        [] => (bin.as_os_str(), &[][..]),
+    };
+    let mut child = std::process::Command::new(program)
+        .args(before)
+        .args((!wrapper.is_empty()).then_some(&bin))
         .args(["--log-format", "json", "run"])
         .args(args)
         .arg("--config")

@@ -34,8 +34,8 @@ pub(super) struct Tier {
 }
 
 impl Tier {
-    fn new(config: &wasmtime::Config) -> anyhow::Result<Tier> {
-        let engine = Engine::new(config)?;
+    fn new(mut config: wasmtime::Config) -> anyhow::Result<Tier> {
+        let engine = super::new_engine(&mut config)?;
         let linker = super::contract_linker(&engine)?;
         Ok(Tier { engine, linker })
     }
@@ -83,7 +83,7 @@ impl Compiler {
         // thread: the baseline compiles and the traffic keep the others.
         config.parallel_compilation(!tiered);
         Ok(Compiler {
-            optimising: Tier::new(&config)?,
+            optimising: Tier::new(config)?,
             tiered,
             baseline: OnceLock::new(),
             cache: Mutex::new(Cache {
@@ -112,7 +112,7 @@ impl Compiler {
         }
         self.baseline
             .get_or_init(|| {
-                Tier::new(&super::engine_config(Strategy::Winch))
+                Tier::new(super::engine_config(Strategy::Winch))
                     .inspect_err(|e| {
                         tracing::warn!(
                             "plugins are compiled by the optimising compiler only: {e:#}"

@@ -268,6 +268,40 @@ fn engine_config(strategy: Strategy) -> Config {
     config
 }
 
+/// An engine for `config`, whose plugin memories come from a pool reserved
+/// up front: guard pages instead of bounds checks, and instances started
+/// without a system call. The pool reserves address space for every memory
+/// it may hand out (terabytes, nearly all never touched); where the address
+/// space is limited (`ulimit -v`, systemd's `LimitAS=`) that reservation
+/// fails, and the engine instead gives each instance its own memory, sized
+/// to what it uses and bounds-checked: slower plugins, the same limits.
+pub(crate) fn new_engine(config: &mut Config) -> anyhow::Result<Engine> {
+    static WARNED: std::sync::Once = std::sync::Once::new();
+    let pooled = match Engine::new(config) {
+        Ok(engine) => return Ok(engine),
+        Err(e) => e,
+    };
+    config
+        .allocation_strategy(InstanceAllocationStrategy::OnDemand)
+        .memory_reservation(0)
+        .memory_reservation_for_growth(1 << 20)
+        .memory_guard_size(0)
+        .guard_before_linear_memory(false);
+    let engine = match Engine::new(config) {
+        Ok(engine) => engine,
+        Err(_) => return Err(anyhow::Error::from(pooled).context("reserving plugin memory")),
+    };
+    WARNED.call_once(|| {
+        tracing::warn!(
+            reason = %format!("{pooled:#}"),
+            "the address space is limited, so plugin memories are allocated per instance \
+             with bounds checks (plugins run slower); raise the limit (`ulimit -v`) for the \
+             pooled allocator"
+        );
+    });
+    Ok(engine)
+}
+
 /// WASI and the plugin contract, for one engine.
 fn contract_linker(engine: &Engine) -> anyhow::Result<Linker<StoreData>> {
     let mut linker = Linker::new(engine);
