@@ -5,7 +5,7 @@ use crate::access_log::{Record, Trace};
 use crate::error::{Body, BoxError, GatewayError, full};
 use crate::gateway::{Gateway, RouteRuntime};
 use crate::plugin::{ContextRes, Outcome, Reply, RequestRes, RequestStep, ResponseRes};
-use crate::proxy;
+use crate::proxy::{self, Peer};
 use crate::router::Match;
 use crate::upstream::UpstreamBody;
 use bytes::Bytes;
@@ -53,14 +53,18 @@ impl Outgoing {
 
 impl Gateway {
     /// Serves one client request.
-    pub async fn handle(&self, req: Request<Incoming>, client: SocketAddr) -> Response<Body> {
+    pub async fn handle(&self, req: Request<Incoming>, client: Peer) -> Response<Body> {
         let started = std::time::Instant::now();
         let request_id = request_id(req.headers());
         // Made once, shared by the request upstream and the response.
         let id_header = HeaderValue::from_str(&request_id).ok();
         let method = req.method().clone();
         let (parts, body) = req.into_parts();
-        let host = host_of(&parts);
+        let host = self
+            .router
+            .matches_hosts()
+            .then(|| host_of(&parts))
+            .flatten();
         // Copy the path only when a log line will show it.
         let logged = self.access_log.is_some() || tracing::enabled!(tracing::Level::DEBUG);
         let path = logged.then(|| parts.uri.path().to_owned());
@@ -105,7 +109,7 @@ impl Gateway {
             Ok((index, routed)) => {
                 let r = &self.routes[index];
                 route = Some(r);
-                let routed_req = (parts, body, client, routed);
+                let routed_req = (parts, body, &client, routed);
                 let id = (request_id.clone(), id_header.clone());
                 self.proxy(r, routed_req, id, &mut trace).await
             }
@@ -131,7 +135,7 @@ impl Gateway {
             log.write(&Record {
                 time: std::time::SystemTime::now(),
                 request_id: &request_id,
-                client,
+                client: client.addr,
                 method: method.as_str(),
                 path: path.as_deref().unwrap_or(""),
                 route: route_name,
@@ -143,7 +147,7 @@ impl Gateway {
         }
         tracing::debug!(
             request_id = &*request_id,
-            client = %client,
+            client = %client.addr,
             method = %method,
             path = path.as_deref().unwrap_or(""),
             route = route_name.unwrap_or("-"),
@@ -172,13 +176,13 @@ impl Gateway {
     async fn proxy(
         &self,
         route: &RouteRuntime,
-        (mut parts, body, client, routed): (http::request::Parts, Incoming, SocketAddr, Routed),
+        (mut parts, body, client, routed): (http::request::Parts, Incoming, &Peer, Routed),
         (request_id, id_header): (Arc<str>, Option<HeaderValue>),
         trace: &mut Trace,
     ) -> Outgoing {
         proxy::strip_hop_by_hop(&mut parts.headers);
-        let forwarded_client = self.forwarded_client(client, &parts.headers);
-        proxy::add_forwarded(&mut parts.headers, client.ip());
+        let forwarded_client = self.forwarded_client(client.addr, &parts.headers);
+        proxy::add_forwarded(&mut parts.headers, client);
         if let Some(v) = id_header {
             parts.headers.insert(X_REQUEST_ID.clone(), v);
         }
@@ -198,11 +202,13 @@ impl Gateway {
             (None, Some(body))
         };
 
-        let bag: HashMap<String, String> = routed
-            .params
-            .into_iter()
-            .map(|(k, v)| (format!("param.{k}"), v))
-            .collect();
+        // Path parameters are for plugins to read: no plugins, no bag.
+        let bag: HashMap<String, String> = match route.chain.entries.is_empty() {
+            true => HashMap::new(),
+            false => (routed.params.into_iter())
+                .map(|(k, v)| (format!("param.{k}"), v))
+                .collect(),
+        };
         let mut ctx = ContextRes {
             forwarded_client,
             bag,
@@ -212,7 +218,7 @@ impl Gateway {
                 route.name.clone(),
                 route.upstream.name.clone(),
                 request_id.clone(),
-                client,
+                client.addr,
             )
         };
         let req = RequestRes {
@@ -501,7 +507,11 @@ fn request_id(headers: &http::HeaderMap) -> Arc<str> {
         .filter(|s| !s.is_empty() && s.len() <= 128 && s.bytes().all(|b| b.is_ascii_graphic()));
     match given {
         Some(s) => Arc::from(s),
-        None => Arc::from(uuid::Uuid::new_v4().simple().to_string()),
+        None => Arc::from(
+            &*uuid::Uuid::new_v4()
+                .simple()
+                .encode_lower(&mut uuid::Uuid::encode_buffer()),
+        ),
     }
 }
 

@@ -2,7 +2,7 @@
 //! `X-Forwarded-*` family.
 
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
-use std::net::IpAddr;
+use std::net::SocketAddr;
 
 static HOP_BY_HOP: [HeaderName; 7] = [
     header::CONNECTION,
@@ -17,6 +17,11 @@ static HOP_BY_HOP: [HeaderName; 7] = [
 /// Removes the headers meant for one connection only, including every
 /// header the `Connection` header names.
 pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    // Most messages carry none: one pass over the names finds that,
+    // where removing each candidate would hash it.
+    if !headers.keys().any(|n| HOP_BY_HOP.contains(n)) {
+        return;
+    }
     let named: Vec<HeaderName> = headers
         .get_all(header::CONNECTION)
         .iter()
@@ -29,18 +34,42 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
     }
 }
 
+/// A connection's client: its address, and its IP as an `X-Forwarded-For`
+/// entry, written once for all the requests the connection carries.
+#[derive(Clone)]
+pub struct Peer {
+    pub addr: SocketAddr,
+    forwarded_for: HeaderValue,
+}
+
+impl Peer {
+    pub fn new(addr: SocketAddr) -> Peer {
+        let ip = addr.ip().to_string();
+        Peer {
+            addr,
+            forwarded_for: HeaderValue::try_from(ip).expect("an IP address is a header value"), // ok: digits, hex, dots and colons only
+        }
+    }
+}
+
 /// Appends the client to `X-Forwarded-For` and records the original host
 /// and scheme, for the upstream to see who asked and how.
-pub fn add_forwarded(headers: &mut HeaderMap, client: IpAddr) {
+pub fn add_forwarded(headers: &mut HeaderMap, client: &Peer) {
     static XFF: HeaderName = HeaderName::from_static("x-forwarded-for");
     static XFH: HeaderName = HeaderName::from_static("x-forwarded-host");
     static XFP: HeaderName = HeaderName::from_static("x-forwarded-proto");
-    let ip = client.to_string();
+    let ip = &client.forwarded_for;
     let xff = match headers.get(&XFF).and_then(|v| v.to_str().ok()) {
-        Some(prev) if !prev.trim().is_empty() => format!("{prev}, {ip}"),
-        _ => ip,
+        Some(prev) if !prev.trim().is_empty() => {
+            let mut v = Vec::with_capacity(prev.len() + 2 + ip.len());
+            v.extend_from_slice(prev.as_bytes());
+            v.extend_from_slice(b", ");
+            v.extend_from_slice(ip.as_bytes());
+            HeaderValue::from_bytes(&v).ok()
+        }
+        _ => Some(ip.clone()),
     };
-    if let Ok(v) = HeaderValue::from_str(&xff) {
+    if let Some(v) = xff {
         headers.insert(XFF.clone(), v);
     }
     if let Some(host) = headers.get(header::HOST).cloned() {
@@ -70,9 +99,24 @@ mod tests {
         let mut h = HeaderMap::new();
         h.insert("x-forwarded-for", "10.0.0.1".parse().unwrap());
         h.insert("host", "api.example.com".parse().unwrap());
-        add_forwarded(&mut h, "127.0.0.1".parse().unwrap());
+        add_forwarded(&mut h, &Peer::new("127.0.0.1:5000".parse().unwrap()));
         assert_eq!(h["x-forwarded-for"], "10.0.0.1, 127.0.0.1");
         assert_eq!(h["x-forwarded-host"], "api.example.com");
         assert_eq!(h["x-forwarded-proto"], "http");
+
+        let mut h = HeaderMap::new();
+        add_forwarded(&mut h, &Peer::new("[2001:db8::7]:5000".parse().unwrap()));
+        assert_eq!(h["x-forwarded-for"], "2001:db8::7");
+    }
+
+    #[test]
+    fn a_message_without_hop_by_hop_headers_keeps_them_all() {
+        let mut h = HeaderMap::new();
+        h.insert("host", "api.example.com".parse().unwrap());
+        h.append("x-kept", "1".parse().unwrap());
+        h.append("x-kept", "2".parse().unwrap());
+        let before = h.clone();
+        strip_hop_by_hop(&mut h);
+        assert_eq!(h, before);
     }
 }

@@ -207,6 +207,8 @@ impl Literals {
 pub struct Router {
     root: Node,
     routes: Vec<(Pattern, Predicates)>,
+    /// Whether any route asks for a host.
+    hosts: bool,
 }
 
 impl Router {
@@ -227,10 +229,21 @@ impl Router {
                 node.exact.push(i)
             }
         }
-        let mut router = Router { root, routes };
+        let hosts = routes.iter().any(|(_, p)| p.host.is_some());
+        let mut router = Router {
+            root,
+            routes,
+            hosts,
+        };
         let weights: Vec<_> = router.routes.iter().map(|(_, p)| p.weight()).collect();
         sort_candidates(&mut router.root, &weights);
         router
+    }
+
+    /// Whether any route asks for a host: when none does, the request's
+    /// host need not be worked out to find its route.
+    pub fn matches_hosts(&self) -> bool {
+        self.hosts
     }
 
     /// Finds the route for a request. `host` is the request's host without port.

@@ -124,12 +124,14 @@ pub fn serve(live: Arc<Live>, listener: TcpListener) -> Running {
             };
             let _ = stream.set_nodelay(true);
             let live = served.clone();
+            let client = crate::proxy::Peer::new(peer);
             let conn = connections.watch(http.serve_connection(
                 TokioIo::new(stream),
                 service_fn(move |req| {
                     // Each request runs to its end on the gateway it started on.
                     let gw = live.gateway();
-                    async move { Ok::<_, std::convert::Infallible>(gw.handle(req, peer).await) }
+                    let client = client.clone();
+                    async move { Ok::<_, std::convert::Infallible>(gw.handle(req, client).await) }
                 }),
             ));
             tokio::spawn(async move {
