@@ -76,13 +76,7 @@ impl Gateway {
             &parts.headers,
             parts.uri.path(),
         ) {
-            Match::Found { route, params } => Ok((
-                route,
-                Routed {
-                    params,
-                    preflight_of: None,
-                },
-            )),
+            Match::Found { route } => Ok((route, None)),
             Match::MethodNotAllowed { allow } => {
                 // A CORS preflight goes to the route its requested method
                 // would reach, so a cors plugin there can answer it even
@@ -93,22 +87,25 @@ impl Gateway {
                         .route(&m, host.as_deref(), &parts.headers, parts.uri.path())
                 });
                 match found {
-                    Some(Match::Found { route, params }) => Ok((
-                        route,
-                        Routed {
-                            params,
-                            preflight_of: Some(allow),
-                        },
-                    )),
+                    Some(Match::Found { route }) => Ok((route, Some(allow))),
                     _ => Err(GatewayError::MethodNotAllowed { allow }),
                 }
             }
             Match::NotFound => Err(GatewayError::NotFound),
         };
         let out = match routed {
-            Ok((index, routed)) => {
+            Ok((index, preflight_of)) => {
                 let r = &self.routes[index];
                 route = Some(r);
+                // Path parameters are for plugins to read: no plugins, none read.
+                let params = match r.chain.entries.is_empty() {
+                    true => Vec::new(),
+                    false => self.router.params(index, parts.uri.path()),
+                };
+                let routed = Routed {
+                    params,
+                    preflight_of,
+                };
                 let routed_req = (parts, body, &client, routed);
                 let id = (request_id.clone(), id_header.clone());
                 self.proxy(r, routed_req, id, &mut trace).await
@@ -202,13 +199,11 @@ impl Gateway {
             (None, Some(body))
         };
 
-        // Path parameters are for plugins to read: no plugins, no bag.
-        let bag: HashMap<String, String> = match route.chain.entries.is_empty() {
-            true => HashMap::new(),
-            false => (routed.params.into_iter())
-                .map(|(k, v)| (format!("param.{k}"), v))
-                .collect(),
-        };
+        let bag: HashMap<String, String> = routed
+            .params
+            .into_iter()
+            .map(|(k, v)| (format!("param.{k}"), v))
+            .collect();
         let mut ctx = ContextRes {
             forwarded_client,
             bag,
@@ -307,7 +302,8 @@ impl Gateway {
             // A retry sends the body again, so it is read first.
             req.body = Some(read_limited(s, &req.parts.headers, self.server.max_body_size).await?);
         }
-        let deadline = std::time::Instant::now() + upstream.timeout();
+        // Set by the first send: every try fits in the one timeout.
+        let mut deadline = None;
         // Shared, not copied: a path and query is a reference-counted buffer.
         let pq = req
             .parts
@@ -343,6 +339,7 @@ impl Gateway {
 
             trace.target = Some(target.authority().clone());
             let sent = std::time::Instant::now();
+            let deadline = *deadline.get_or_insert(sent + upstream.timeout());
             let left = deadline.saturating_duration_since(sent);
             let result = target.send(upstream_req, left).await;
             let took = sent.elapsed();
@@ -358,7 +355,7 @@ impl Gateway {
             });
             let tries_left = policy.is_some_and(|p| tried.len() <= p.attempts as usize);
             let backoff = policy.map_or(std::time::Duration::ZERO, |p| p.backoff);
-            let time_left = deadline.saturating_duration_since(std::time::Instant::now()) > backoff;
+            let time_left = deadline.saturating_duration_since(sent + took) > backoff;
             if !(retryable && tries_left && time_left) {
                 return result;
             }

@@ -124,10 +124,10 @@ impl Predicates {
 /// The result of routing one request.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Match {
-    /// Route index (in config order) and the path parameters.
+    /// Route index (in config order); [`Router::params`] reads its path
+    /// parameters when they are wanted.
     Found {
         route: usize,
-        params: Vec<(Arc<str>, String)>,
     },
     /// The path, host and headers matched, but not the method.
     MethodNotAllowed {
@@ -267,10 +267,7 @@ impl Router {
         search.walk(&self.root, &segments);
         let best = search.best;
         match best {
-            Some(route) => {
-                let params = self.params(route, &segments);
-                Match::Found { route, params }
-            }
+            Some(route) => Match::Found { route },
             None if !search.allow.is_empty() => {
                 let mut allow = search.allow;
                 allow.sort_by(|a, b| a.as_str().cmp(b.as_str()));
@@ -281,12 +278,15 @@ impl Router {
         }
     }
 
-    fn params(&self, route: usize, segments: &[&str]) -> Vec<(Arc<str>, String)> {
+    /// The path parameters of `path` as the route found for it names them
+    /// (a tail is `*`).
+    pub fn params(&self, route: usize, path: &str) -> Vec<(Arc<str>, String)> {
+        let segments: SmallVec<[&str; 16]> = segments(path).collect();
         let pattern = &self.routes[route].0;
         let mut out: Vec<(Arc<str>, String)> = pattern
             .segments
             .iter()
-            .zip(segments)
+            .zip(&segments)
             .filter_map(|(s, v)| match s {
                 Segment::Param(name) => Some((name.clone(), (*v).to_owned())),
                 Segment::Literal(_) => None,
@@ -411,12 +411,11 @@ mod tests {
             get(&r, "/users/me"),
             Match::Found { route: 2, .. }
         ));
+        assert_eq!(get(&r, "/users/42"), Match::Found { route: 1 });
+        assert_eq!(r.params(1, "/users/42"), vec![("id".into(), "42".into())]);
         assert_eq!(
-            get(&r, "/users/42"),
-            Match::Found {
-                route: 1,
-                params: vec![("id".into(), "42".into())]
-            }
+            r.params(0, "/users/42/orders"),
+            vec![("*".into(), "42/orders".into())]
         );
         assert!(matches!(
             get(&r, "/users/42/orders"),
