@@ -1,0 +1,87 @@
+#!/usr/bin/env bash
+# Instructions per proxied request, counted by callgrind: the steadiest
+# measure of the gateway's own work on a shared machine, where the CPU time
+# of one binary moves 10-20 % between runs. It counts user space only (the
+# kernel's socket work is not in it) and repeats to about 0.1 %, so a
+# change of a few hundred instructions shows. For the route without
+# plugins and the quickstart's users chain (jwt-auth, rate-limit,
+# transform, circuit-breaker); TOP=N also lists the N costliest functions.
+#
+#   bench/instructions.sh
+#   GATEHOUSE=/tmp/gatehouse-before bench/instructions.sh
+#   ROUTES=none TOP=25 bench/instructions.sh
+#
+# Valgrind runs the gateway on a CPU model of its own, so plugins are
+# compiled for that model once (the `check` below fills the compile cache).
+# Under valgrind the plugin memory pool cannot be reserved and the gateway
+# gives each instance its own bounds-checked memory (it logs a warning), so
+# the chain's count includes bounds checks the pooled gateway does not run.
+# Needs valgrind and wrk (Debian packages; installed here when running as
+# root), `cargo xtask plugins` and the release builds.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source bench/config.sh
+GATEHOUSE=${GATEHOUSE:-target/release/gatehouse}
+ROUTES=${ROUTES:-none users}
+REQUESTS_FOR=${REQUESTS_FOR:-5s}
+TOP=${TOP:-0}
+UPSTREAM_PORT=${UPSTREAM_PORT:-19401}
+GATEWAY_PORT=${GATEWAY_PORT:-19480}
+
+for tool in valgrind wrk; do
+    command -v "$tool" >/dev/null && continue
+    if [ "$(id -u)" = 0 ]; then
+        apt-get update -qq && apt-get install -y -qq "$tool" >/dev/null
+    else
+        echo "instructions: $tool is needed: sudo apt-get install $tool" >&2
+        exit 1
+    fi
+done
+
+work=$(mktemp -d)
+pids=()
+cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$work"; }
+trap cleanup EXIT
+
+TOKEN=$(sed -n 's/^pub const TOKEN: &str = "\(.*\)";$/\1/p' bench/lib.rs)
+AUTH="Authorization: Bearer $TOKEN"
+target/release/demo-services "upstream=127.0.0.1:$UPSTREAM_PORT" >/dev/null &
+pids+=($!)
+{
+    bench_server_and_plain_route
+    bench_users_route
+} > "$work/gatehouse.toml"
+GATEHOUSE_LOG=error valgrind --tool=none -q "$GATEHOUSE" check --config "$work/gatehouse.toml" >/dev/null
+
+printf '%-6s %10s %14s\n' route requests "instr/request"
+for route in $ROUTES; do
+    path=/none/users/42
+    [ "$route" = users ] && path=/api/v1/users/42
+    rm -f "$work"/cg.out*
+    GATEHOUSE_LOG=error valgrind --tool=callgrind --callgrind-out-file="$work/cg.out" \
+        "$GATEHOUSE" run --no-watch --config "$work/gatehouse.toml" >/dev/null 2>"$work/valgrind.log" &
+    vg=$!
+    pids+=("$vg")
+    until (exec 3<>"/dev/tcp/127.0.0.1/$GATEWAY_PORT") 2>/dev/null; do
+        kill -0 "$vg" 2>/dev/null || { cat "$work/valgrind.log" >&2; exit 1; }
+        sleep 0.2
+    done
+    # Warm connections, pools and instances; then count from zero.
+    wrk -t1 -c4 -d3s -H "$AUTH" "http://127.0.0.1:$GATEWAY_PORT$path" >/dev/null
+    callgrind_control -z "$vg" >/dev/null 2>&1
+    n=$(wrk -t1 -c4 -d"$REQUESTS_FOR" -H "$AUTH" "http://127.0.0.1:$GATEWAY_PORT$path" \
+        | awk '/requests in/ { print $1 }')
+    callgrind_control -d "$vg" >/dev/null 2>&1
+    kill "$vg"; wait "$vg" 2>/dev/null || true
+    total=$(callgrind_annotate "$work/cg.out.1" | awk '/PROGRAM TOTALS/ { gsub(",", "", $1); print $1 }')
+    printf '%-6s %10s %14s\n' "$route" "$n" "$(( total / n ))"
+    if [ "$TOP" -gt 0 ]; then
+        # Each function's own instructions (not its callees'), per request.
+        callgrind_annotate --inclusive=no --auto=no --threshold=100 "$work/cg.out.1" \
+            | awk -v n="$n" -v total="$total" '/^ *[0-9,]+ \(/ {
+                c = $1; gsub(",", "", c); c += 0; sub(/^ *[0-9,]+ +\( *[0-9.]+%\) +/, "")
+                # The frames every request runs under are not costs of their own.
+                if (c < total / 2) printf "%10d  %s\n", c / n, substr($0, 1, 140) }' \
+            | sort -rn | head -n "$TOP"
+    fi
+done
