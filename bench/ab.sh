@@ -24,15 +24,8 @@ UPSTREAM_PORT=${UPSTREAM_PORT:-19301}
 GATEWAY_PORT=${GATEWAY_PORT:-19380}
 export PATH="$PWD/target/bench-tools/bin:$PATH"
 
-work=$(mktemp -d)
-pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$work"; }
-trap cleanup EXIT
-
-TOKEN=$(sed -n 's/^pub const TOKEN: &str = "\(.*\)";$/\1/p' bench/lib.rs)
-AUTH="Authorization: Bearer $TOKEN"
-target/release/demo-services "upstream=127.0.0.1:$UPSTREAM_PORT" >/dev/null &
-pids+=($!)
+bench_start_upstream
+AUTH="Authorization: Bearer $(bench_token)"
 {
     bench_server_and_plain_route
     bench_users_route

@@ -1,4 +1,4 @@
-# Config pieces the load scripts share (sourced by run.sh and ab.sh).
+# Pieces the load scripts share (sourced by run.sh, ab.sh and instructions.sh).
 
 # The server (one worker) on GATEWAY_PORT, the upstream "up" on
 # UPSTREAM_PORT, and the route "none" without plugins.
@@ -16,4 +16,19 @@ bench_users_route() {
     sed -n '/^name = "users"/,/^# Orders/p' examples/quickstart/gatehouse.toml \
         | sed -n '/\[\[routes.plugins\]\]/,$p' | grep -v '^# Orders' \
         | sed 's/limit = 5, window = "1m"/limit = 1000000000, window = "1m"/'
+}
+
+# A temporary folder ($work), removed on exit with every process listed in
+# $pids, and the echo upstream (demo-services) on UPSTREAM_PORT.
+bench_start_upstream() {
+    work=$(mktemp -d)
+    pids=()
+    trap 'for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$work"' EXIT
+    target/release/demo-services "upstream=127.0.0.1:$UPSTREAM_PORT" >/dev/null &
+    pids+=($!)
+}
+
+# The bench's token (bench/lib.rs): a valid HS256 JWT for the users chain.
+bench_token() {
+    sed -n 's/^pub const TOKEN: &str = "\(.*\)";$/\1/p' bench/lib.rs
 }

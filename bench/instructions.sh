@@ -38,15 +38,8 @@ for tool in valgrind wrk; do
     fi
 done
 
-work=$(mktemp -d)
-pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$work"; }
-trap cleanup EXIT
-
-TOKEN=$(sed -n 's/^pub const TOKEN: &str = "\(.*\)";$/\1/p' bench/lib.rs)
-AUTH="Authorization: Bearer $TOKEN"
-target/release/demo-services "upstream=127.0.0.1:$UPSTREAM_PORT" >/dev/null &
-pids+=($!)
+bench_start_upstream
+AUTH="Authorization: Bearer $(bench_token)"
 {
     bench_server_and_plain_route
     bench_users_route

@@ -36,13 +36,7 @@ fi
 cargo xtask plugins
 cargo build --release -p gatehouse -p demo-services
 
-work=$(mktemp -d)
-pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$work"; }
-trap cleanup EXIT
-
-target/release/demo-services "upstream=127.0.0.1:$UPSTREAM_PORT" >/dev/null &
-pids+=($!)
+bench_start_upstream
 
 plugin() { printf '  [[routes.plugins]]\n  plugin = "add-header"\n  config = { name = "x-bench-%s", value = "1" }\n' "$1"; }
 {
@@ -89,7 +83,7 @@ run_case "gateway, no plugin" "http://127.0.0.1:$GATEWAY_PORT/none/x"
 run_case "gateway, 1 plugin" "http://127.0.0.1:$GATEWAY_PORT/one/x"
 run_case "gateway, 4 plugins" "http://127.0.0.1:$GATEWAY_PORT/four/x"
 # The quickstart's demo token: HS256, quickstart-secret, expires in 2100.
-TOKEN=$(sed -n 's/^pub const TOKEN: &str = "\(.*\)";$/\1/p' bench/lib.rs)
+TOKEN=$(bench_token)
 run_case "users, no plugin" "http://127.0.0.1:$GATEWAY_PORT/none/users/42" -H "Authorization: Bearer $TOKEN"
 run_case "users, 4-plugin chain" "http://127.0.0.1:$GATEWAY_PORT/api/v1/users/42" -H "Authorization: Bearer $TOKEN"
 
