@@ -98,7 +98,7 @@ impl Gateway {
                 let r = &self.routes[index];
                 route = Some(r);
                 // Path parameters are for plugins to read: no plugins, none read.
-                let params = match r.chain.entries.is_empty() {
+                let params = match r.chain.is_empty() {
                     true => Vec::new(),
                     false => self.router.params(index, parts.uri.path()),
                 };

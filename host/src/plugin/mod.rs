@@ -275,7 +275,7 @@ fn engine_config(strategy: Strategy) -> Config {
 /// space is limited (`ulimit -v`, systemd's `LimitAS=`) that reservation
 /// fails, and the engine instead gives each instance its own memory, sized
 /// to what it uses and bounds-checked: slower plugins, the same limits.
-pub(crate) fn new_engine(config: &mut Config) -> anyhow::Result<Engine> {
+fn new_engine(config: &mut Config) -> anyhow::Result<Engine> {
     static WARNED: std::sync::Once = std::sync::Once::new();
     let pooled = match Engine::new(config) {
         Ok(engine) => return Ok(engine),
