@@ -29,6 +29,25 @@ pub type Members<'a> = Vec<(Key<'a>, Node<'a>)>;
 #[derive(serde::Deserialize)]
 pub struct Key<'a>(#[serde(borrow)] Cow<'a, str>);
 
+impl Key<'_> {
+    fn write(&self, out: &mut Vec<u8>) {
+        match &self.0 {
+            // Written without escapes in a document the parser accepted, so
+            // it needs none (no quote, backslash or control character):
+            // copied as it was, not scanned again.
+            Cow::Borrowed(key) => {
+                out.push(b'"');
+                out.extend_from_slice(key.as_bytes());
+                out.push(b'"');
+            }
+            // Writing a str into a Vec cannot fail.
+            Cow::Owned(key) => {
+                let _ = serde_json::to_writer(&mut *out, key);
+            }
+        }
+    }
+}
+
 impl<'a> Node<'a> {
     /// The whole body, if it is one valid JSON value.
     pub fn parse(body: &'a [u8]) -> Option<Node<'a>> {
@@ -73,8 +92,7 @@ impl<'a> Node<'a> {
                     if i > 0 {
                         out.push(b',');
                     }
-                    // Writing a str into a Vec cannot fail.
-                    let _ = serde_json::to_writer(&mut *out, &*key.0);
+                    key.write(out);
                     out.push(b':');
                     value.write(out);
                 }
@@ -236,6 +254,18 @@ mod tests {
             rename(n, "café", "cafe");
         });
         assert_eq!(v, json!({"qu\"ote": 2, "cafe": 3}));
+    }
+
+    #[test]
+    fn keys_are_written_back_as_valid_json() {
+        let mut node =
+            Node::parse(br#"{"plain":1,"caf\u00e9":2,"new\nline":3,"x":4}"#).expect("JSON");
+        rename(&mut node, "x", "say \"hi\"");
+        remove(&mut node, "nothing");
+        assert_eq!(
+            String::from_utf8(node.to_vec(0)).expect("utf-8"),
+            r#"{"plain":1,"café":2,"new\nline":3,"say \"hi\"":4}"#
+        );
     }
 
     #[test]
