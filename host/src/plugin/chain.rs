@@ -6,7 +6,7 @@ use super::exchange::{ContextRes, RequestRes, ResponseRes};
 use super::pool::{EntryPool, Warm, swap_slot};
 use crate::config::OnError;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 use wasmtime::component::Resource;
 
 /// A route's plugin entries, in config order.
@@ -63,14 +63,15 @@ impl Chain {
         ctx: &mut ContextRes,
         mut req: RequestRes,
     ) -> (RequestRes, RequestStep, usize) {
+        // One clock reading ends a call and starts the next.
+        let mut clock = Instant::now();
         for (i, entry) in self.entries.iter().enumerate() {
             if !entry.hooks.contains(Hooks::ON_REQUEST) {
                 continue;
             }
             req.body_visible = entry.hooks.contains(Hooks::REQUEST_BODY);
-            let started = Instant::now();
             let (back, result) = call_request(entry, ctx, req).await;
-            let took = started.elapsed();
+            let took = lap(&mut clock);
             entry.record(false, took, &result);
             ctx.timings
                 .push((entry.tag.plugin.clone(), "request", took));
@@ -107,14 +108,14 @@ impl Chain {
     ) -> ResponseRes {
         req.writable = false;
         req.body_visible = false;
+        let mut clock = Instant::now();
         for entry in self.entries[..ran].iter().rev() {
             if !entry.hooks.contains(Hooks::ON_RESPONSE) {
                 continue;
             }
             resp.body_visible = entry.hooks.contains(Hooks::RESPONSE_BODY);
-            let started = Instant::now();
             let (back, result) = call_response(entry, ctx, req, resp, outcome).await;
-            let took = started.elapsed();
+            let took = lap(&mut clock);
             entry.record(true, took, &result);
             ctx.timings
                 .push((entry.tag.plugin.clone(), "response", took));
@@ -128,11 +129,20 @@ impl Chain {
                     });
                     ctx.reapply_response_headers(&mut resp.parts.headers);
                     outcome = Outcome::Gateway;
+                    clock = Instant::now();
                 }
             }
         }
         resp
     }
+}
+
+/// The time since `clock`, which then moves on to now.
+fn lap(clock: &mut Instant) -> Duration {
+    let now = Instant::now();
+    let took = now - *clock;
+    *clock = now;
+    took
 }
 
 fn log_failure(entry: &EntryPool, ctx: &ContextRes, error: &PluginError, phase: &str) {
