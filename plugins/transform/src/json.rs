@@ -51,17 +51,21 @@ impl Key<'_> {
 impl<'a> Node<'a> {
     /// The whole body, if it is one valid JSON value.
     pub fn parse(body: &'a [u8]) -> Option<Node<'a>> {
+        // UTF-8 is checked once, for the whole body; read from a str,
+        // serde_json does not check each value it leaves raw again.
+        Node::parse_str(std::str::from_utf8(body).ok()?)
+    }
+
+    fn parse_str(text: &'a str) -> Option<Node<'a>> {
         // An object or array is opened as it is checked: one pass, not two.
-        match body.iter().find(|b| !b.is_ascii_whitespace()) {
-            Some(b'{') => serde_json::from_slice::<MembersOf<'a>>(body)
+        match text.bytes().find(|b| !b.is_ascii_whitespace()) {
+            Some(b'{') => serde_json::from_str::<MembersOf<'a>>(text)
                 .ok()
                 .map(|m| Node::Object(m.0)),
-            Some(b'[') => serde_json::from_slice::<Vec<&'a RawValue>>(body)
+            Some(b'[') => serde_json::from_str::<Vec<&'a RawValue>>(text)
                 .ok()
                 .map(|items| Node::Array(items.into_iter().map(Node::Raw).collect())),
-            _ => serde_json::from_slice::<&RawValue>(body)
-                .ok()
-                .map(Node::Raw),
+            _ => serde_json::from_str::<&RawValue>(text).ok().map(Node::Raw),
         }
     }
 
@@ -70,7 +74,7 @@ impl<'a> Node<'a> {
     fn open(&mut self) {
         if let Node::Raw(raw) = self
             && matches!(raw.get().as_bytes().first(), Some(b'{' | b'['))
-            && let Some(node) = Node::parse(raw.get().as_bytes())
+            && let Some(node) = Node::parse_str(raw.get())
         {
             *self = node;
         }
@@ -274,5 +278,6 @@ mod tests {
         assert!(Node::parse(br#"{"a": [1,}"#).is_none());
         assert!(Node::parse(br#"{"a": 1} trailing"#).is_none());
         assert!(Node::parse(b"").is_none());
+        assert!(Node::parse(b"{\"a\": \"\xff\"}").is_none());
     }
 }
