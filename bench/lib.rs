@@ -87,15 +87,15 @@ pub async fn chain<S: AsRef<str>>(runtime: &Runtime, entries: &[(&str, S)]) -> C
 /// One request through both phases of `chain`, with an upstream-like JSON
 /// response in between, as the gateway runs it.
 pub async fn exchange(chain: &Chain, token: &str) {
-    let (mut ctx, req) = request(token);
-    let (mut req, step, ran) = chain.on_request(&mut ctx, req).await;
+    let (mut ctx, mut req) = request(token);
+    let (step, ran) = chain.on_request(&mut ctx, &mut req).await;
     assert!(
         matches!(step, RequestStep::Upstream),
         "the chain let it through"
     );
-    let resp = response();
-    let resp = chain
-        .on_response(ran, &mut ctx, &mut req, resp, Outcome::Upstream, |f| {
+    let mut resp = response();
+    chain
+        .on_response(ran, &mut ctx, &mut req, &mut resp, Outcome::Upstream, |f| {
             panic!("{}: {}", f.plugin, f.error)
         })
         .await;

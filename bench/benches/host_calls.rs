@@ -11,8 +11,8 @@ use gatehouse_bench::{TOKEN, chain, request};
 const CALLS: u32 = 20;
 
 async fn request_phase(chain: &Chain) {
-    let (mut ctx, req) = request(TOKEN);
-    let (_req, step, _) = chain.on_request(&mut ctx, req).await;
+    let (mut ctx, mut req) = request(TOKEN);
+    let (step, _) = chain.on_request(&mut ctx, &mut req).await;
     assert!(matches!(step, RequestStep::Upstream));
 }
 

@@ -127,8 +127,8 @@ fn request(headers: &[(String, String)], post: Option<&'static str>) -> (Context
 }
 
 async fn exchange(chain: &Chain, headers: &[(String, String)], post: Option<&'static str>) {
-    let (mut ctx, req) = request(headers, post);
-    let (mut req, step, ran) = chain.on_request(&mut ctx, req).await;
+    let (mut ctx, mut req) = request(headers, post);
+    let (step, ran) = chain.on_request(&mut ctx, &mut req).await;
     assert!(matches!(step, RequestStep::Upstream), "let through");
     let (parts, ()) = http::Response::builder()
         .status(200)
@@ -136,13 +136,13 @@ async fn exchange(chain: &Chain, headers: &[(String, String)], post: Option<&'st
         .body(())
         .unwrap()
         .into_parts();
-    let resp = ResponseRes {
+    let mut resp = ResponseRes {
         parts,
         body: Some(bytes::Bytes::from_static(b"{}")),
         body_visible: false,
     };
     chain
-        .on_response(ran, &mut ctx, &mut req, resp, Outcome::Upstream, |f| {
+        .on_response(ran, &mut ctx, &mut req, &mut resp, Outcome::Upstream, |f| {
             panic!("{}: {}", f.plugin, f.error)
         })
         .await;

@@ -44,8 +44,8 @@ fn bench(c: &mut Criterion) {
         let chain = rt.block_on(add_header_chain(&runtime, n));
         group.bench_function(format!("on_request/{n}_add_header"), |b| {
             b.to_async(&rt).iter(|| async {
-                let (mut ctx, req) = request(TOKEN);
-                let (_req, step, _) = chain.on_request(&mut ctx, req).await;
+                let (mut ctx, mut req) = request(TOKEN);
+                let (step, _) = chain.on_request(&mut ctx, &mut req).await;
                 assert!(matches!(step, RequestStep::Upstream));
             })
         });

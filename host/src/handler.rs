@@ -216,13 +216,13 @@ impl Gateway {
                 client.addr,
             )
         };
-        let req = RequestRes {
+        let mut req = RequestRes {
             parts,
             body: buffered,
             body_visible: false,
             writable: true,
         };
-        let (mut req, step, ran) = route.chain.on_request(&mut ctx, req).await;
+        let (step, ran) = route.chain.on_request(&mut ctx, &mut req).await;
 
         let (out, outcome) = match step {
             RequestStep::Upstream => match routed.preflight_of {
@@ -269,13 +269,12 @@ impl Gateway {
             return Outgoing { res, stream };
         }
         let id = request_id.clone();
-        let res = route
+        route
             .chain
-            .on_response(ran, &mut ctx, &mut req, res, outcome, move |f| {
+            .on_response(ran, &mut ctx, &mut req, &mut res, outcome, move |f| {
                 Outgoing::error(&GatewayError::Plugin(f.plugin.clone()), &id).res
             })
             .await;
-        let mut res = res;
         ctx.apply_response_headers(&mut res.parts.headers);
         trace.plugins = std::mem::take(&mut ctx.timings);
         Outgoing { res, stream }

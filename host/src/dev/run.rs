@@ -150,14 +150,14 @@ async fn once(
             spec.client,
         )
     };
-    let req = RequestRes {
+    let mut req = RequestRes {
         parts: request.parts.clone(),
         body: request.body.clone(),
         body_visible: false,
         writable: true,
     };
     let started = Instant::now();
-    let (mut req, step, ran) = chain.on_request(&mut ctx, req).await;
+    let (step, ran) = chain.on_request(&mut ctx, &mut req).await;
     let took = ms(started.elapsed());
     match step {
         RequestStep::Failed(f) => {
@@ -202,15 +202,15 @@ async fn once(
                     .insert(http::header::CONTENT_LENGTH, HeaderValue::from(b.len()));
             }
             ctx.apply_response_headers(&mut parts.headers);
-            let resp = ResponseRes {
+            let mut resp = ResponseRes {
                 parts,
                 body: Some(body.unwrap_or_default()),
                 body_visible: false,
             };
             let failed = RefCell::new(None);
             let started = Instant::now();
-            let resp = chain
-                .on_response(ran, &mut ctx, &mut req, resp, Outcome::Upstream, |f| {
+            chain
+                .on_response(ran, &mut ctx, &mut req, &mut resp, Outcome::Upstream, |f| {
                     *failed.borrow_mut() = Some(f.error.to_string());
                     let mut parts = http::Response::new(()).into_parts().0;
                     parts.status = http::StatusCode::BAD_GATEWAY;
@@ -221,7 +221,6 @@ async fn once(
                     }
                 })
                 .await;
-            let mut resp = resp;
             ctx.apply_response_headers(&mut resp.parts.headers);
             let took = ms(started.elapsed());
             if let Some(error) = failed.into_inner() {

@@ -56,13 +56,13 @@ impl Chain {
         self.entries.is_empty()
     }
 
-    /// Runs `on-request` down the chain. Returns the request, the step, and
-    /// how many entries ran (their `on-response` is due, in reverse).
+    /// Runs `on-request` down the chain. Returns the step and how many
+    /// entries ran (their `on-response` is due, in reverse).
     pub async fn on_request(
         &self,
         ctx: &mut ContextRes,
-        mut req: RequestRes,
-    ) -> (RequestRes, RequestStep, usize) {
+        req: &mut RequestRes,
+    ) -> (RequestStep, usize) {
         // One clock reading ends a call and starts the next.
         let mut clock = Instant::now();
         for (i, entry) in self.entries.iter().enumerate() {
@@ -70,15 +70,14 @@ impl Chain {
                 continue;
             }
             req.body_visible = entry.hooks.contains(Hooks::REQUEST_BODY);
-            let (back, result) = call_request(entry, ctx, req).await;
+            let result = call_request(entry, ctx, req).await;
             let took = lap(&mut clock);
             entry.record(false, took, &result);
             ctx.timings
                 .push((entry.tag.plugin.clone(), "request", took));
-            req = back;
             match result {
                 Ok(Action::Continue) => {}
-                Ok(Action::Respond(reply)) => return (req, RequestStep::Respond(reply), i),
+                Ok(Action::Respond(reply)) => return (RequestStep::Respond(reply), i),
                 Err(error) => {
                     log_failure(entry, ctx, &error, "request");
                     if entry.on_error == OnError::FailClosed {
@@ -86,12 +85,12 @@ impl Chain {
                             plugin: entry.tag.plugin.clone(),
                             error,
                         };
-                        return (req, RequestStep::Failed(failure), i);
+                        return (RequestStep::Failed(failure), i);
                     }
                 }
             }
         }
-        (req, RequestStep::Upstream, self.entries.len())
+        (RequestStep::Upstream, self.entries.len())
     }
 
     /// Runs `on-response` for the first `ran` entries, last to first. A
@@ -102,10 +101,10 @@ impl Chain {
         ran: usize,
         ctx: &mut ContextRes,
         req: &mut RequestRes,
-        mut resp: ResponseRes,
+        resp: &mut ResponseRes,
         mut outcome: Outcome,
         fail: impl Fn(&ChainFailure) -> ResponseRes,
-    ) -> ResponseRes {
+    ) {
         req.writable = false;
         req.body_visible = false;
         let mut clock = Instant::now();
@@ -114,16 +113,15 @@ impl Chain {
                 continue;
             }
             resp.body_visible = entry.hooks.contains(Hooks::RESPONSE_BODY);
-            let (back, result) = call_response(entry, ctx, req, resp, outcome).await;
+            let result = call_response(entry, ctx, req, resp, outcome).await;
             let took = lap(&mut clock);
             entry.record(true, took, &result);
             ctx.timings
                 .push((entry.tag.plugin.clone(), "response", took));
-            resp = back;
             if let Err(error) = result {
                 log_failure(entry, ctx, &error, "response");
                 if entry.on_error == OnError::FailClosed {
-                    resp = fail(&ChainFailure {
+                    *resp = fail(&ChainFailure {
                         plugin: entry.tag.plugin.clone(),
                         error,
                     });
@@ -133,7 +131,6 @@ impl Chain {
                 }
             }
         }
-        resp
     }
 }
 
@@ -166,42 +163,33 @@ fn log_failure(entry: &EntryPool, ctx: &ContextRes, error: &PluginError, phase: 
 async fn call_request(
     entry: &EntryPool,
     ctx: &mut ContextRes,
-    mut req: RequestRes,
-) -> (RequestRes, Result<Action, PluginError>) {
-    let mut warm = match entry.checkout().await {
-        Ok(w) => w,
-        Err(e) => return (req, Err(e)),
-    };
+    req: &mut RequestRes,
+) -> Result<Action, PluginError> {
+    let mut warm = entry.checkout().await?;
     warm.arm(entry.ticks, &ctx.request_id);
     let Warm {
         store,
         bindings,
         slots,
         ..
-    } = &mut warm;
+    } = &mut *warm;
     let table = &mut store.data_mut().table;
     swap_slot(table, &slots.ctx, ctx);
-    swap_slot(table, &slots.req, &mut req);
+    swap_slot(table, &slots.req, req);
     let (c, r) = (borrow(&slots.ctx), borrow(&slots.req));
     let result = bindings.call_on_request(&mut *store, c, r).await;
     let table = &mut store.data_mut().table;
     swap_slot(table, &slots.ctx, ctx);
-    swap_slot(table, &slots.req, &mut req);
+    swap_slot(table, &slots.req, req);
     match result {
         Ok(answer) => {
             entry.checkin(warm);
-            (
-                req,
-                answer.map_err(|m| PluginError::Failed {
-                    context: "on-request",
-                    message: m,
-                }),
-            )
+            answer.map_err(|m| PluginError::Failed {
+                context: "on-request",
+                message: m,
+            })
         }
-        Err(e) => (
-            req,
-            Err(PluginError::from_trap(&e, &warm.store, "on-request")),
-        ),
+        Err(e) => Err(PluginError::from_trap(&e, &warm.store, "on-request")),
     }
 }
 
@@ -214,24 +202,21 @@ async fn call_response(
     entry: &EntryPool,
     ctx: &mut ContextRes,
     req: &mut RequestRes,
-    mut resp: ResponseRes,
+    resp: &mut ResponseRes,
     outcome: Outcome,
-) -> (ResponseRes, Result<(), PluginError>) {
-    let mut warm = match entry.checkout().await {
-        Ok(w) => w,
-        Err(e) => return (resp, Err(e)),
-    };
+) -> Result<(), PluginError> {
+    let mut warm = entry.checkout().await?;
     warm.arm(entry.ticks, &ctx.request_id);
     let Warm {
         store,
         bindings,
         slots,
         ..
-    } = &mut warm;
+    } = &mut *warm;
     let table = &mut store.data_mut().table;
     swap_slot(table, &slots.ctx, ctx);
     swap_slot(table, &slots.req, req);
-    swap_slot(table, &slots.resp, &mut resp);
+    swap_slot(table, &slots.resp, resp);
     let (c, r, p) = (borrow(&slots.ctx), borrow(&slots.req), borrow(&slots.resp));
     let result = bindings
         .call_on_response(&mut *store, c, r, p, outcome)
@@ -239,21 +224,15 @@ async fn call_response(
     let table = &mut store.data_mut().table;
     swap_slot(table, &slots.ctx, ctx);
     swap_slot(table, &slots.req, req);
-    swap_slot(table, &slots.resp, &mut resp);
+    swap_slot(table, &slots.resp, resp);
     match result {
         Ok(answer) => {
             entry.checkin(warm);
-            (
-                resp,
-                answer.map_err(|m| PluginError::Failed {
-                    context: "on-response",
-                    message: m,
-                }),
-            )
+            answer.map_err(|m| PluginError::Failed {
+                context: "on-response",
+                message: m,
+            })
         }
-        Err(e) => (
-            resp,
-            Err(PluginError::from_trap(&e, &warm.store, "on-response")),
-        ),
+        Err(e) => Err(PluginError::from_trap(&e, &warm.store, "on-response")),
     }
 }
