@@ -105,7 +105,7 @@ fn ensure_wasm_target() -> Result {
 fn build_plugins() -> Result<PathBuf> {
     ensure_wasm_target()?;
     let mut cmd = cargo();
-    cmd.args(["build", "--profile", "plugin", "--target", TARGET]);
+    cmd.args(["build", "--release", "--target", TARGET]);
     for p in WASM_PACKAGES {
         cmd.args(["-p", p]);
     }
@@ -114,7 +114,7 @@ fn build_plugins() -> Result<PathBuf> {
     std::fs::create_dir_all(&out).map_err(|e| format!("cannot create {}: {e}", out.display()))?;
     for p in WASM_PACKAGES {
         // A library keeps its name with '_'; a binary (a command fixture) with '-'.
-        let dir = root().join("target").join(TARGET).join("plugin");
+        let dir = root().join("target").join(TARGET).join("release");
         let lib = dir.join(format!("{}.wasm", p.replace('-', "_")));
         let built = if lib.is_file() {
             lib
