@@ -181,15 +181,23 @@ async fn call_request(
     let table = &mut store.data_mut().table;
     swap_slot(table, &slots.ctx, ctx);
     swap_slot(table, &slots.req, req);
+    settle(entry, warm, result, "on-request")
+}
+
+/// A call's answer: the instance goes back to its pool unless the call
+/// trapped (its state is then not to be trusted).
+fn settle<T>(
+    entry: &EntryPool,
+    warm: Box<Warm>,
+    result: wasmtime::Result<Result<T, String>>,
+    context: &'static str,
+) -> Result<T, PluginError> {
     match result {
         Ok(answer) => {
             entry.checkin(warm);
-            answer.map_err(|m| PluginError::Failed {
-                context: "on-request",
-                message: m,
-            })
+            answer.map_err(|message| PluginError::Failed { context, message })
         }
-        Err(e) => Err(PluginError::from_trap(&e, &warm.store, "on-request")),
+        Err(e) => Err(PluginError::from_trap(&e, &warm.store, context)),
     }
 }
 
@@ -225,14 +233,5 @@ async fn call_response(
     swap_slot(table, &slots.ctx, ctx);
     swap_slot(table, &slots.req, req);
     swap_slot(table, &slots.resp, resp);
-    match result {
-        Ok(answer) => {
-            entry.checkin(warm);
-            answer.map_err(|m| PluginError::Failed {
-                context: "on-response",
-                message: m,
-            })
-        }
-        Err(e) => Err(PluginError::from_trap(&e, &warm.store, "on-response")),
-    }
+    settle(entry, warm, result, "on-response")
 }
