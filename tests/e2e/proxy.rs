@@ -1,4 +1,7 @@
 use gatehouse_tests::*;
+use hyper::Method;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -109,6 +112,81 @@ async fn no_more_than_max_idle_per_target_connections_are_kept() {
         assert_eq!(c.get(&gw.url("/x")).await.status, 200);
     }
     assert_eq!(ups[0].connections(), 8);
+}
+
+/// A target that answers each connection's first request with keep-alive
+/// and then closes the connection (as servers do at their own idle
+/// timeout). Counts the connections it accepted.
+async fn closing_target() -> (String, Arc<AtomicUsize>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("address");
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let count = accepted.clone();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = listener.accept().await {
+            count.fetch_add(1, Ordering::SeqCst);
+            tokio::spawn(async move {
+                let mut head = Vec::new();
+                let mut buf = [0u8; 1024];
+                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match s.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => head.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let _ = s
+                    .write_all(
+                        b"HTTP/1.1 200 OK\r\nconnection: keep-alive\r\ncontent-length: 2\r\n\r\nok",
+                    )
+                    .await;
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            });
+        }
+    });
+    (format!("\"{addr}\""), accepted)
+}
+
+#[tokio::test]
+async fn a_connection_the_target_closed_while_idle_is_not_used() {
+    let (target, accepted) = closing_target().await;
+    let gw = TestGateway::start(&one_route(&target, "", "")).await;
+    let c = TestClient::default();
+    for i in 1..=5 {
+        let seen = c.get(&gw.url("/x")).await;
+        assert_eq!(seen.status, 200, "request {i}: {:?}", seen.body);
+        assert_eq!(&seen.body[..], b"ok");
+        // The target closes the connection the gateway kept.
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(accepted.load(Ordering::SeqCst), 5);
+}
+
+#[tokio::test]
+async fn large_bodies_stream_both_ways() {
+    let (gw, _up) = gateway_to_echo(
+        r#"[[routes]]
+name = "app"
+path = "/*"
+upstream = "up""#,
+    )
+    .await;
+    let c = TestClient::default();
+    // 3 MiB up; the echo answers with it inside its JSON, so more comes back.
+    let body = "a".repeat(3 * 1024 * 1024);
+    for _ in 0..3 {
+        let seen = c.send(Method::POST, &gw.url("/upload"), &[], &body).await;
+        assert_eq!(seen.status, 200);
+        assert!(
+            seen.body.len() > body.len(),
+            "{} bytes back",
+            seen.body.len()
+        );
+        let json = seen.json();
+        assert_eq!(json["body_length"], body.len());
+        assert_eq!(json["body"].as_str().map(str::len), Some(body.len()));
+    }
 }
 
 #[tokio::test]
