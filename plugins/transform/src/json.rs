@@ -116,19 +116,26 @@ impl<'a> Node<'a> {
     }
 }
 
+/// A dotted field path (`meta.secret`), split once when the config is read.
+pub struct Path(Vec<String>);
+
+impl Path {
+    pub fn new(dotted: &str) -> Path {
+        Path(dotted.split('.').map(str::to_owned).collect())
+    }
+}
+
 /// Removes the field at `path`, wherever it exists.
-pub fn remove(node: &mut Node<'_>, path: &str) {
-    let parts: Vec<&str> = path.split('.').collect();
-    edit(node, &parts, &mut |members, last| {
+pub fn remove(node: &mut Node<'_>, path: &Path) {
+    edit(node, &path.0, &mut |members, last| {
         members.retain(|(k, _)| k.0 != last);
     });
 }
 
-/// Renames the field at `from` (a dotted path) to the key `to`, in place. A
-/// field already named `to` is replaced, as is any repeat of `from`.
-pub fn rename(node: &mut Node<'_>, from: &str, to: &str) {
-    let parts: Vec<&str> = from.split('.').collect();
-    edit(node, &parts, &mut |members, last| {
+/// Renames the field at `from` to the key `to`, in place. A field already
+/// named `to` is replaced, as is any repeat of `from`.
+pub fn rename(node: &mut Node<'_>, from: &Path, to: &str) {
+    edit(node, &from.0, &mut |members, last| {
         // The last of repeated keys is the one a JSON reader keeps.
         let Some(at) = members.iter().rposition(|(k, _)| k.0 == last) else {
             return;
@@ -154,7 +161,7 @@ pub fn keep(node: &mut Node<'_>, fields: &[String]) {
 }
 
 /// Walks to the objects that hold the path's last key and applies `f`.
-fn edit(node: &mut Node<'_>, path: &[&str], f: &mut dyn FnMut(&mut Members<'_>, &str)) {
+fn edit(node: &mut Node<'_>, path: &[String], f: &mut dyn FnMut(&mut Members<'_>, &str)) {
     node.open();
     match node {
         Node::Array(items) => items.iter_mut().for_each(|v| edit(v, path, f)),
@@ -162,7 +169,7 @@ fn edit(node: &mut Node<'_>, path: &[&str], f: &mut dyn FnMut(&mut Members<'_>, 
             [] => {}
             [last] => f(members, last),
             [first, rest @ ..] => {
-                for (_, child) in members.iter_mut().filter(|(k, _)| k.0 == *first) {
+                for (_, child) in members.iter_mut().filter(|(k, _)| k.0 == **first) {
                     edit(child, rest, f);
                 }
             }
@@ -210,11 +217,11 @@ mod tests {
         let v = edited(
             r#"{"internal": 1, "meta": {"secret": 2, "page": 1}, "items": [{"secret": 3, "id": 1}, {"id": 2}]}"#,
             |n| {
-                remove(n, "internal");
-                remove(n, "meta.secret");
-                remove(n, "items.secret");
-                remove(n, "absent.path");
-                remove(n, "meta.page.deeper");
+                remove(n, &Path::new("internal"));
+                remove(n, &Path::new("meta.secret"));
+                remove(n, &Path::new("items.secret"));
+                remove(n, &Path::new("absent.path"));
+                remove(n, &Path::new("meta.page.deeper"));
             },
         );
         assert_eq!(
@@ -226,7 +233,7 @@ mod tests {
     #[test]
     fn renames_and_keeps() {
         let v = edited(r#"[{"fullName": "Ada", "id": 1, "pw": "x"}, 7]"#, |n| {
-            rename(n, "fullName", "name");
+            rename(n, &Path::new("fullName"), "name");
             keep(n, &["id".into(), "name".into()]);
         });
         assert_eq!(v, json!([{"name": "Ada", "id": 1}, 7]));
@@ -236,7 +243,7 @@ mod tests {
     fn rename_replaces_an_existing_key_and_keeps_the_place() {
         let mut node =
             Node::parse(br#"{"a":1,"name":"old","b":2,"fullName":"Ada"}"#).expect("JSON");
-        rename(&mut node, "fullName", "name");
+        rename(&mut node, &Path::new("fullName"), "name");
         assert_eq!(node.to_vec(0), br#"{"a":1,"b":2,"name":"Ada"}"#);
     }
 
@@ -244,7 +251,7 @@ mod tests {
     fn untouched_parts_are_copied_as_written() {
         let input = r#"{ "b" : [1, 2] , "a":{"x" : "\u00e9"},"drop":true }"#;
         let mut node = Node::parse(input.as_bytes()).expect("JSON");
-        remove(&mut node, "drop");
+        remove(&mut node, &Path::new("drop"));
         assert_eq!(
             String::from_utf8(node.to_vec(0)).expect("utf-8"),
             r#"{"b":[1, 2],"a":{"x" : "\u00e9"}}"#
@@ -254,8 +261,8 @@ mod tests {
     #[test]
     fn escaped_keys_are_matched_and_written_back_escaped() {
         let v = edited(r#"{"tab\tkey": 1, "qu\"ote": 2, "caf\u00e9": 3}"#, |n| {
-            remove(n, "tab\tkey");
-            rename(n, "café", "cafe");
+            remove(n, &Path::new("tab\tkey"));
+            rename(n, &Path::new("café"), "cafe");
         });
         assert_eq!(v, json!({"qu\"ote": 2, "cafe": 3}));
     }
@@ -264,8 +271,8 @@ mod tests {
     fn keys_are_written_back_as_valid_json() {
         let mut node =
             Node::parse(br#"{"plain":1,"caf\u00e9":2,"new\nline":3,"x":4}"#).expect("JSON");
-        rename(&mut node, "x", "say \"hi\"");
-        remove(&mut node, "nothing");
+        rename(&mut node, &Path::new("x"), "say \"hi\"");
+        remove(&mut node, &Path::new("nothing"));
         assert_eq!(
             String::from_utf8(node.to_vec(0)).expect("utf-8"),
             r#"{"plain":1,"café":2,"new\nline":3,"say \"hi\"":4}"#

@@ -80,6 +80,10 @@ struct ResponseRules {
 struct Transform {
     config: Config,
     rewrite: Option<(Regex, String)>,
+    /// `response.remove_json_fields` and `response.rename_json_fields`,
+    /// their paths split once here rather than per response.
+    remove_json: Vec<json::Path>,
+    rename_json: Vec<(json::Path, String)>,
 }
 
 impl ResponseRules {
@@ -105,7 +109,18 @@ impl Plugin for Transform {
             }
             None => None,
         };
-        Ok(Transform { config, rewrite })
+        let remove_json = (config.response.remove_json_fields.iter())
+            .map(|p| json::Path::new(p))
+            .collect();
+        let rename_json = (config.response.rename_json_fields.iter())
+            .map(|(from, to)| (json::Path::new(from), to.clone()))
+            .collect();
+        Ok(Transform {
+            config,
+            rewrite,
+            remove_json,
+            rename_json,
+        })
     }
 
     fn hooks(&self) -> Hooks {
@@ -185,14 +200,14 @@ impl Plugin for Transform {
         if rules.has_json_rules() {
             let is_json = resp
                 .header("content-type")
-                .is_some_and(|ct| ct.to_ascii_lowercase().contains("json"));
+                .is_some_and(|ct| names_json(&ct));
             if let (true, Some(body)) = (is_json, resp.body())
                 && let Some(mut doc) = json::Node::parse(&body)
             {
-                for path in &rules.remove_json_fields {
+                for path in &self.remove_json {
                     json::remove(&mut doc, path);
                 }
-                for (from, to) in &rules.rename_json_fields {
+                for (from, to) in &self.rename_json {
                     json::rename(&mut doc, from, to);
                 }
                 if let Some(keep) = &rules.keep_json_fields {
@@ -203,6 +218,12 @@ impl Plugin for Transform {
         }
         Ok(())
     }
+}
+
+/// Whether a content type is a JSON one (`application/json`,
+/// `application/problem+json`, …), in any case.
+fn names_json(content_type: &str) -> bool {
+    (content_type.as_bytes().windows(4)).any(|w| w.eq_ignore_ascii_case(b"json"))
 }
 
 /// Percent-encodes all but RFC 3986's unreserved characters.
@@ -219,3 +240,22 @@ fn encode(s: &str) -> String {
 }
 
 export!(Transform);
+
+#[cfg(test)]
+mod tests {
+    use super::names_json;
+
+    #[test]
+    fn json_content_types_are_known_in_any_case() {
+        for ct in [
+            "application/json",
+            "Application/JSON; charset=utf-8",
+            "application/problem+json",
+        ] {
+            assert!(names_json(ct), "{ct}");
+        }
+        for ct in ["text/plain", "", "jso", "application/x-www-form-urlencoded"] {
+            assert!(!names_json(ct), "{ct}");
+        }
+    }
+}
