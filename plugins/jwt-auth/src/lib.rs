@@ -185,7 +185,7 @@ impl Plugin for JwtAuth {
         let auth = req.header("authorization").unwrap_or_default();
         let token = match auth.split_once(' ') {
             Some((scheme, t)) if scheme.eq_ignore_ascii_case("bearer") && !t.trim().is_empty() => {
-                t.trim().to_owned()
+                t.trim()
             }
             _ => {
                 return Ok(Action::Respond(unauthorized(
@@ -195,7 +195,7 @@ impl Plugin for JwtAuth {
                 )));
             }
         };
-        let claims = match self.verify(&token) {
+        let claims = match self.verify(token) {
             Ok(c) => c,
             Err(why) => {
                 return Ok(Action::Respond(unauthorized(
@@ -221,17 +221,28 @@ impl Plugin for JwtAuth {
         // carries is ours: `set` replaces a client's copy, and a claim the
         // token lacks removes it.
         for (claim, header) in &self.forward {
-            let values = claim_values(claims.get(claim));
-            if values.is_empty() {
-                req.remove_header(header)?;
-            } else {
-                req.set_header(header, &values.join(","))?;
+            match claims.get(claim) {
+                // The usual claim, one string, goes as it is.
+                Some(Value::String(v)) => req.set_header(header, v)?,
+                other => {
+                    let values = claim_values(other);
+                    if values.is_empty() {
+                        req.remove_header(header)?;
+                    } else {
+                        req.set_header(header, &values.join(","))?;
+                    }
+                }
             }
         }
-        if let Some(name) = &self.consumer_claim
-            && let Some(v) = claim_values(claims.get(name)).first()
-        {
-            ctx.set("consumer", v);
+        if let Some(name) = &self.consumer_claim {
+            match claims.get(name) {
+                Some(Value::String(v)) => ctx.set("consumer", v),
+                other => {
+                    if let Some(v) = claim_values(other).first() {
+                        ctx.set("consumer", v);
+                    }
+                }
+            }
         }
         Ok(Action::Continue)
     }
