@@ -54,6 +54,8 @@ enum Key {
 
 struct RateLimit {
     limit: u64,
+    /// `limit` as the `RateLimit-Limit` header writes it.
+    limit_text: String,
     window_ms: u64,
     algorithm: Algorithm,
     key: Key,
@@ -87,6 +89,7 @@ impl Plugin for RateLimit {
         };
         Ok(RateLimit {
             limit: c.limit,
+            limit_text: c.limit.to_string(),
             window_ms,
             algorithm: c.algorithm,
             key,
@@ -94,24 +97,37 @@ impl Plugin for RateLimit {
     }
 
     fn on_request(&mut self, ctx: &Context, req: &mut Request) -> Result<Action> {
-        let who = match &self.key {
-            Key::Ip => ctx.client_ip(),
-            Key::Consumer => ctx.get("consumer").map_or_else(
-                || format!("ip:{}", ctx.client_ip()),
-                |c| format!("consumer:{c}"),
-            ),
-            Key::Header(h) => req.header(h).map_or_else(
-                || format!("ip:{}", ctx.client_ip()),
-                |v| format!("header:{v}"),
-            ),
-            Key::Route => String::new(),
+        // ROUTE|WHO, written into one string.
+        let mut key = ctx.route();
+        key.push('|');
+        let by_ip = |key: &mut String| {
+            key.push_str("ip:");
+            key.push_str(&ctx.client_ip());
         };
-        let key = format!("{}|{who}", ctx.route());
+        match &self.key {
+            Key::Ip => key.push_str(&ctx.client_ip()),
+            Key::Consumer => match ctx.get("consumer") {
+                Some(c) => {
+                    key.push_str("consumer:");
+                    key.push_str(&c);
+                }
+                None => by_ip(&mut key),
+            },
+            Key::Header(h) => match req.header(h) {
+                Some(v) => {
+                    key.push_str("header:");
+                    key.push_str(&v);
+                }
+                None => by_ip(&mut key),
+            },
+            Key::Route => {}
+        }
         let d = self.algorithm.decide(&key, self.limit, self.window_ms);
+        let (remaining, reset) = (d.remaining.to_string(), d.reset_secs.to_string());
         let headers = [
-            ("ratelimit-limit", self.limit.to_string()),
-            ("ratelimit-remaining", d.remaining.to_string()),
-            ("ratelimit-reset", d.reset_secs.to_string()),
+            ("ratelimit-limit", self.limit_text.as_str()),
+            ("ratelimit-remaining", remaining.as_str()),
+            ("ratelimit-reset", reset.as_str()),
         ];
         if !d.allowed {
             let route = ctx.route();
@@ -126,7 +142,7 @@ impl Plugin for RateLimit {
             return Ok(Action::Respond(reply));
         }
         for (name, value) in headers {
-            ctx.set_response_header(name, &value)?;
+            ctx.set_response_header(name, value)?;
         }
         Ok(Action::Continue)
     }
