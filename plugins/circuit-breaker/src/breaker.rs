@@ -61,12 +61,17 @@ impl State {
         let text = bytes
             .and_then(|b| std::str::from_utf8(b).ok())
             .unwrap_or("");
-        let parts: Vec<u64> = text
-            .split(' ')
-            .skip(1)
-            .filter_map(|n| n.parse().ok())
-            .collect();
-        match (text.split(' ').next(), parts.as_slice()) {
+        let mut words = text.split(' ');
+        let name = words.next();
+        // The numbers after the name (at most three are ever written).
+        let mut numbers = [0u64; 4];
+        let mut count = 0;
+        for n in words.filter_map(|w| w.parse().ok()) {
+            numbers[count.min(3)] = n;
+            count += 1;
+        }
+        let parts = &numbers[..count.min(4)];
+        match (name, parts) {
             (Some("open"), [until]) => State::Open { until_ms: *until },
             (Some("half-open"), [since, started, passed]) => State::HalfOpen {
                 since_ms: *since,
@@ -240,5 +245,48 @@ fn name(s: State) -> &'static str {
         State::Closed { .. } => "closed",
         State::Open { .. } => "open",
         State::HalfOpen { .. } => "half-open",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::State;
+
+    #[test]
+    fn states_read_back_as_written() {
+        for state in [
+            State::Closed { failures: 0 },
+            State::Closed { failures: 7 },
+            State::Open {
+                until_ms: 1_700_000_000_123,
+            },
+            State::HalfOpen {
+                since_ms: 42,
+                started: 3,
+                passed: 1,
+            },
+        ] {
+            assert_eq!(State::decode(Some(&state.encode())), state);
+        }
+    }
+
+    #[test]
+    fn anything_else_reads_as_closed() {
+        for stored in [
+            &b""[..],
+            b"open",
+            b"open 1 2",
+            b"half-open 1 2",
+            b"half-open 1 2 3 4",
+            b"closed x",
+            b"\xff",
+        ] {
+            assert_eq!(
+                State::decode(Some(stored)),
+                State::Closed { failures: 0 },
+                "{stored:?}"
+            );
+        }
+        assert_eq!(State::decode(None), State::Closed { failures: 0 });
     }
 }
