@@ -1,6 +1,9 @@
 //! Hostile plugins: each fails only its own requests.
 
+use gatehouse::Runtime;
 use gatehouse_tests::*;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 /// A route whose plugin entry is `{hostile}` and a healthy one beside it.
@@ -43,6 +46,48 @@ async fn an_infinite_loop_is_stopped_at_its_deadline() {
     let ok = c.get(&gw.url("/healthy/x")).await;
     assert_eq!(ok.status, 200);
     assert_eq!(up.requests(), 1);
+}
+
+#[tokio::test]
+async fn a_deadline_holds_after_the_gateway_has_been_idle() {
+    // A runtime of its own, so that no other test's calls keep its deadline
+    // ticker awake.
+    let runtime = Arc::new(Runtime::new().expect("plugin runtime starts"));
+    let up = Echo::bind("up", "127.0.0.1:0").await.expect("bind echo");
+    let routes = HOSTILE_AND_HEALTHY.replace(
+        "{hostile}",
+        "limits = { timeout = \"50ms\" }\nconfig = { mode = \"spin\" }",
+    );
+    let gw = TestGateway::start_on(&echo_config(&up, "", &routes), &runtime).await;
+    // With no call for a while the ticker sleeps ...
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !runtime.services.ticker.is_asleep() {
+        assert!(Instant::now() < deadline, "the idle ticker never slept");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // ... and the next call wakes it: the loop still ends at its deadline.
+    // Were it not to end, it would hold this test's thread for good, so a
+    // watchdog fails the run instead.
+    let stopped = Arc::new(AtomicBool::new(false));
+    let watched = stopped.clone();
+    std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_secs(30));
+        if !watched.load(Ordering::SeqCst) {
+            eprintln!(
+                "a looping plugin ran on after the gateway's idle time: its deadline was lost"
+            );
+            std::process::exit(101);
+        }
+    });
+    let start = Instant::now();
+    let seen = TestClient::default().get(&gw.url("/hostile/x")).await;
+    stopped.store(true, Ordering::SeqCst);
+    assert_error_body(&seen, 503);
+    let took = start.elapsed();
+    assert!(
+        took < Duration::from_secs(2),
+        "a 50ms deadline took {took:?}"
+    );
 }
 
 #[tokio::test]

@@ -177,7 +177,9 @@ async fn call_request(
     swap_slot(table, &slots.ctx, ctx);
     swap_slot(table, &slots.req, req);
     let (c, r) = (borrow(&slots.ctx), borrow(&slots.req));
+    let ticking = entry.ticker().hold();
     let result = bindings.call_on_request(&mut *store, c, r).await;
+    drop(ticking);
     let table = &mut store.data_mut().table;
     swap_slot(table, &slots.ctx, ctx);
     swap_slot(table, &slots.req, req);
@@ -226,9 +228,11 @@ async fn call_response(
     swap_slot(table, &slots.req, req);
     swap_slot(table, &slots.resp, resp);
     let (c, r, p) = (borrow(&slots.ctx), borrow(&slots.req), borrow(&slots.resp));
+    let ticking = entry.ticker().hold();
     let result = bindings
         .call_on_response(&mut *store, c, r, p, outcome)
         .await;
+    drop(ticking);
     let table = &mut store.data_mut().table;
     swap_slot(table, &slots.ctx, ctx);
     swap_slot(table, &slots.req, req);

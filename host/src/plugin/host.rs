@@ -21,13 +21,25 @@ pub struct EntryTag {
 }
 
 /// What the host shares across gateways: the state and outbound HTTP it
-/// offers every instance, and the metrics everything is counted in (so
-/// counters and state outlive a rebuilt gateway).
-#[derive(Default)]
+/// offers every instance, the metrics everything is counted in (so counters
+/// and state outlive a rebuilt gateway), and the ticker behind every CPU
+/// deadline.
 pub struct Services {
     pub state: SharedState,
     pub outbound: super::outbound::Outbound,
     pub metrics: Arc<crate::metrics::Metrics>,
+    pub ticker: Arc<super::ticker::Ticker>,
+}
+
+impl Services {
+    pub fn new(ticker: Arc<super::ticker::Ticker>) -> Services {
+        Services {
+            state: SharedState::default(),
+            outbound: Default::default(),
+            metrics: Default::default(),
+            ticker,
+        }
+    }
 }
 
 /// Per-instance store data.

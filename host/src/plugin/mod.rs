@@ -11,6 +11,7 @@ mod host;
 mod outbound;
 mod pool;
 mod state;
+mod ticker;
 
 pub use bindings::{Hooks, Outcome, Reply};
 pub use chain::{Chain, ChainFailure, RequestStep};
@@ -26,7 +27,6 @@ use compile::{Compiler, Tier};
 use host::StoreData;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 use wasmtime::component::{Component, HasSelf, Linker};
 use wasmtime::{
@@ -241,9 +241,9 @@ impl Compiled {
 /// The engines and everything shared by all plugins.
 pub struct Runtime {
     compiler: Arc<Compiler>,
-    /// Shared state and outbound HTTP, offered to every instance.
+    /// Shared state and outbound HTTP, offered to every instance, and the
+    /// deadlines' ticker.
     pub services: Arc<Services>,
-    stop_ticker: Arc<AtomicBool>,
 }
 
 /// The engine settings both tiers share.
@@ -327,23 +327,17 @@ impl Runtime {
     fn with_compiler(compiler: Compiler) -> anyhow::Result<Runtime> {
         let compiler = Arc::new(compiler);
         // One ticker thread drives every deadline; none per request.
-        let stop_ticker = Arc::new(AtomicBool::new(false));
-        let (weak, stop) = (Arc::downgrade(&compiler), stop_ticker.clone());
-        std::thread::Builder::new()
-            .name("gatehouse-epoch".into())
-            .spawn(move || {
-                while !stop.load(Ordering::Relaxed) {
-                    std::thread::sleep(EPOCH_TICK);
-                    match weak.upgrade() {
-                        Some(compiler) => compiler.engines().for_each(Engine::increment_epoch),
-                        None => break,
-                    }
-                }
-            })?;
+        let weak = Arc::downgrade(&compiler);
+        let ticker = ticker::Ticker::start(move || match weak.upgrade() {
+            Some(compiler) => {
+                compiler.engines().for_each(Engine::increment_epoch);
+                true
+            }
+            None => false,
+        })?;
         Ok(Runtime {
             compiler,
-            services: Arc::new(Services::default()),
-            stop_ticker,
+            services: Arc::new(Services::new(ticker)),
         })
     }
 
@@ -476,7 +470,7 @@ fn load(
 
 impl Drop for Runtime {
     fn drop(&mut self) {
-        self.stop_ticker.store(true, Ordering::Relaxed);
+        self.services.ticker.stop();
     }
 }
 

@@ -209,7 +209,14 @@ impl EntryPool {
         Ok(pool)
     }
 
+    /// The ticker that ends this entry's calls at their deadline.
+    pub(super) fn ticker(&self) -> &super::ticker::Ticker {
+        &self.services.ticker
+    }
+
     async fn instantiate(&self) -> Result<(Box<Warm>, Hooks), PluginError> {
+        // The component's start function and `init` run under a deadline.
+        let _ticking = self.ticker().hold();
         let data = StoreData::new(
             self.tag.clone(),
             self.services.clone(),
