@@ -62,12 +62,13 @@ impl Ticker {
                 // Announce the sleep, then look again: a call that started
                 // before the announcement is seen here, one that starts
                 // after it sees the announcement and wakes the thread.
+                // Woken by a call, or spuriously: the loop looks again,
+                // and sleeps again at once if nothing runs.
                 self.asleep.store(true, SeqCst);
                 if self.running.load(SeqCst) == 0 && !self.stop.load(SeqCst) {
                     std::thread::park();
                 }
                 self.asleep.store(false, SeqCst);
-                idle = 0;
                 continue;
             }
             std::thread::sleep(EPOCH_TICK);
