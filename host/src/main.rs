@@ -380,6 +380,11 @@ async fn run(
         }
     };
     let live = Arc::new(Live::new(gateway, path.to_path_buf(), runtime.clone()));
+    // The signals are the gateway's before it says it is ready: a SIGHUP or
+    // SIGTERM sent the moment it is must not meet the default action, which
+    // ends the process.
+    reload_on_sighup(live.clone());
+    let shutdown = shutdown_signal();
     let running = server::start(live.clone())
         .await
         .with_context(|| format!("cannot listen on {}", config.server.listen))?;
@@ -393,8 +398,7 @@ async fn run(
             "cannot watch the config and plugin files ({e}); reload with SIGHUP or the admin API"
         );
     }
-    reload_on_sighup(live);
-    shutdown_signal().await;
+    shutdown.await;
     tracing::info!("shutting down");
     running.shutdown().await;
     Ok(ExitCode::SUCCESS)
@@ -420,22 +424,33 @@ fn reload_on_sighup(live: Arc<Live>) {
     let _ = live;
 }
 
-async fn shutdown_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
+/// Listens for SIGTERM and Ctrl-C from now on; the future ends at the
+/// first of them.
+fn shutdown_signal() -> impl std::future::Future<Output = ()> {
     #[cfg(unix)]
     {
-        let mut term =
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(s) => s,
-                Err(_) => return std::future::pending().await,
-            };
-        tokio::select! {
-            _ = ctrl_c => {},
-            _ = term.recv() => {},
+        use tokio::signal::unix::{Signal, SignalKind, signal};
+        let mut term = signal(SignalKind::terminate()).ok();
+        let mut interrupt = signal(SignalKind::interrupt()).ok();
+        async fn next(s: &mut Option<Signal>) {
+            match s {
+                Some(s) => {
+                    s.recv().await;
+                }
+                None => std::future::pending().await,
+            }
+        }
+        async move {
+            tokio::select! {
+                _ = next(&mut term) => {},
+                _ = next(&mut interrupt) => {},
+            }
         }
     }
     #[cfg(not(unix))]
-    let _ = ctrl_c.await;
+    async {
+        let _ = tokio::signal::ctrl_c().await;
+    }
 }
 
 /// Logs to stderr at `GATEHOUSE_LOG`'s levels, else at `level` and above.
