@@ -57,6 +57,9 @@ pub mod __bindings {
         default_bindings_module: "::gatehouse_sdk::__bindings",
         runtime_path: "::gatehouse_sdk::__wit_bindgen::rt",
         generate_all,
+        // Imports take borrowed strings and lists (`&[(&str, &str)]`), so a
+        // call hands the host the plugin's data without copying it first.
+        ownership: Borrowing { duplicate_if_necessary: true },
     });
 }
 

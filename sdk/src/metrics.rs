@@ -15,19 +15,12 @@
 use crate::__bindings::gatehouse::plugin::host;
 use crate::{Error, Result};
 
-fn owned(labels: &[(&str, &str)]) -> Vec<(String, String)> {
-    labels
-        .iter()
-        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-        .collect()
-}
-
 /// Adds `delta` to the counter `gatehouse_NAME_total{labels}`.
 pub fn counter_add(name: &str, labels: &[(&str, &str)], delta: u64) -> Result<()> {
-    host::counter_add(name, &owned(labels), delta).map_err(Error::msg)
+    host::counter_add(name, labels, delta).map_err(Error::msg)
 }
 
 /// Sets the gauge `gatehouse_NAME{labels}`.
 pub fn gauge_set(name: &str, labels: &[(&str, &str)], value: i64) -> Result<()> {
-    host::gauge_set(name, &owned(labels), value).map_err(Error::msg)
+    host::gauge_set(name, labels, value).map_err(Error::msg)
 }

@@ -140,16 +140,19 @@ impl FetchRequest {
 
     /// Sends the request and waits for the whole response.
     pub fn send(self) -> Result<FetchResponse, FetchError> {
+        let headers: Vec<(&str, &str)> = (self.headers.iter())
+            .map(|(n, v)| (n.as_str(), v.as_str()))
+            .collect();
         let request = wit::FetchRequest {
-            method: self.method,
-            url: self.url,
-            headers: self.headers,
-            body: self.body,
+            method: &self.method,
+            url: &self.url,
+            headers: &headers,
+            body: &self.body,
             timeout_ms: self
                 .timeout
                 .map(|t| u64::try_from(t.as_millis()).unwrap_or(u64::MAX)),
         };
-        match wit::fetch(&request) {
+        match wit::fetch(request) {
             Ok(r) => Ok(FetchResponse {
                 status: r.status,
                 headers: r.headers,
