@@ -233,3 +233,74 @@ config = { tenants = { acme = "t-001" } }
     assert_eq!(c.get(&gw.url("/items/1")).await.status, 400);
     assert_eq!(up.requests(), 1);
 }
+
+#[tokio::test]
+async fn many_headers_are_set_in_one_call() {
+    let chain = r#"
+[[routes.plugins]]
+plugin = "testkit"
+[routes.plugins.config]
+mode = "set-headers"
+request = [["x-user-id", "42"], ["x-user-role", "admin"], ["x-twice", "1"], ["x-twice", "2"]]
+context = [["ratelimit-limit", "60"], ["ratelimit-remaining", "59"]]
+response = [["x-served-by", "gatehouse"], ["x-cache", "miss"]]
+"#;
+    let (gw, _up) = with_chain(chain).await;
+    let seen = TestClient::default()
+        .get_with(&gw.url("/items/1"), &[("x-user-role", "guest")])
+        .await;
+    assert_eq!(seen.status, 200);
+    // Each pair replaces the client's copy; a name given twice ends with its last value.
+    assert_eq!(seen.upstream_header("x-user-id").as_deref(), Some("42"));
+    assert_eq!(
+        seen.upstream_header("x-user-role").as_deref(),
+        Some("admin")
+    );
+    assert_eq!(seen.upstream_header("x-twice").as_deref(), Some("2"));
+    for (name, value) in [
+        ("ratelimit-limit", "60"),
+        ("ratelimit-remaining", "59"),
+        ("x-served-by", "gatehouse"),
+        ("x-cache", "miss"),
+    ] {
+        assert_eq!(seen.header(name), Some(value), "{name} on the response");
+    }
+    for refused in [
+        "x-request-refused",
+        "x-context-refused",
+        "x-response-refused",
+    ] {
+        assert_eq!(seen.header(refused), None, "{refused}");
+    }
+}
+
+#[tokio::test]
+async fn a_bad_pair_sets_none_of_the_headers() {
+    let chain = r#"
+[[routes.plugins]]
+plugin = "testkit"
+[routes.plugins.config]
+mode = "set-headers"
+request = [["x-good", "1"], ["bad name", "2"]]
+context = [["x-good-context", "1"], ["x-bad-value", "a\nb"]]
+response = [["x-good-response", "1"], ["", "no name"]]
+"#;
+    let (gw, _up) = with_chain(chain).await;
+    let seen = TestClient::default().get(&gw.url("/items/1")).await;
+    assert_eq!(seen.status, 200);
+    assert_eq!(seen.upstream_header("x-good"), None);
+    assert_eq!(
+        seen.upstream_header("x-request-refused").as_deref(),
+        Some("invalid header name \"bad name\"")
+    );
+    assert_eq!(seen.header("x-good-context"), None);
+    assert_eq!(
+        seen.header("x-context-refused"),
+        Some("invalid value for header \"x-bad-value\"")
+    );
+    assert_eq!(seen.header("x-good-response"), None);
+    assert_eq!(
+        seen.header("x-response-refused"),
+        Some("invalid header name \"\"")
+    );
+}

@@ -227,6 +227,31 @@ pub fn header_set(h: &mut HeaderMap, name: &str, value: &str) -> Result<(), Stri
     Ok(())
 }
 
+/// Parses every pair before any is used, so a bad one changes nothing.
+/// Values are taken as they are, without a copy.
+pub fn parse_headers(
+    pairs: Vec<(String, String)>,
+) -> Result<Vec<(HeaderName, HeaderValue)>, String> {
+    pairs
+        .into_iter()
+        .map(|(name, value)| {
+            let n = HeaderName::from_bytes(name.as_bytes())
+                .map_err(|_| format!("invalid header name \"{name}\""))?;
+            let v = HeaderValue::try_from(value)
+                .map_err(|_| format!("invalid value for header \"{name}\""))?;
+            Ok((n, v))
+        })
+        .collect()
+}
+
+/// `header_set` for each pair, in order; all or nothing.
+pub fn headers_set(h: &mut HeaderMap, pairs: Vec<(String, String)>) -> Result<(), String> {
+    for (n, v) in parse_headers(pairs)? {
+        h.insert(n, v);
+    }
+    Ok(())
+}
+
 pub fn header_append(h: &mut HeaderMap, name: &str, value: &str) -> Result<(), String> {
     let (n, v) = parse_header(name, value)?;
     h.append(n, v);

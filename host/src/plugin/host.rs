@@ -171,6 +171,13 @@ macro_rules! message_calls {
         ) -> R<Result<(), String>> {
             self.write(&r, |h| exchange::header_set(h, &name, &value))
         }
+        fn set_headers(
+            &mut self,
+            r: Resource<$ty>,
+            headers: Vec<(String, String)>,
+        ) -> R<Result<(), String>> {
+            self.write(&r, |h| exchange::headers_set(h, headers))
+        }
         fn append_header(
             &mut self,
             r: Resource<$ty>,
@@ -221,6 +228,14 @@ impl types::HostContext for StoreData {
     ) -> R<Result<(), String>> {
         let ctx = self.table.get_mut(&c)?;
         Ok(exchange::parse_header(&name, &value).map(|h| ctx.response_headers.push(h)))
+    }
+    fn set_response_headers(
+        &mut self,
+        c: Resource<ContextRes>,
+        headers: Vec<(String, String)>,
+    ) -> R<Result<(), String>> {
+        let ctx = self.table.get_mut(&c)?;
+        Ok(exchange::parse_headers(headers).map(|h| ctx.response_headers.extend(h)))
     }
     fn drop(&mut self, _c: Resource<ContextRes>) -> R<()> {
         // The host owns these and takes them back after each call.

@@ -40,7 +40,7 @@ pub const EPOCH_TICK: Duration = Duration::from_millis(1);
 pub const MAX_PLUGIN_FILE: u64 = 64 * 1024 * 1024;
 
 /// The contract version this host serves.
-pub const CONTRACT: &str = "gatehouse:plugin@0.1.3";
+pub const CONTRACT: &str = "gatehouse:plugin@0.1.4";
 
 /// Why a plugin could not be loaded or failed a call.
 #[derive(Debug, Clone, thiserror::Error)]
