@@ -220,10 +220,11 @@ impl Plugin for JwtAuth {
         // Only a verified request goes upstream, and every claim header it
         // carries is ours: `set` replaces a client's copy, and a claim the
         // token lacks removes it.
+        // The usual claim, one string, goes as it is, all of them in one call.
+        let mut strings = Vec::with_capacity(self.forward.len());
         for (claim, header) in &self.forward {
             match claims.get(claim) {
-                // The usual claim, one string, goes as it is.
-                Some(Value::String(v)) => req.set_header(header, v)?,
+                Some(Value::String(v)) => strings.push((header.as_str(), v.as_str())),
                 other => {
                     let values = claim_values(other);
                     if values.is_empty() {
@@ -233,6 +234,9 @@ impl Plugin for JwtAuth {
                     }
                 }
             }
+        }
+        if !strings.is_empty() {
+            req.set_headers(&strings)?;
         }
         if let Some(name) = &self.consumer_claim {
             match claims.get(name) {

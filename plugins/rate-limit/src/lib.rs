@@ -141,9 +141,7 @@ impl Plugin for RateLimit {
             }
             return Ok(Action::Respond(reply));
         }
-        for (name, value) in headers {
-            ctx.set_response_header(name, value)?;
-        }
+        ctx.set_response_headers(&headers)?;
         Ok(Action::Continue)
     }
 }
