@@ -6,7 +6,6 @@
 use crate::error::{Body, full};
 use crate::gateway::Gateway;
 use crate::live::{Live, ReloadError};
-use crate::plugin::CONTRACT;
 use http::{Method, Request, Response, StatusCode, header};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
@@ -238,7 +237,7 @@ fn plugins(gw: &Gateway) -> Value {
                 "file": p.path.display().to_string(),
                 "sha256": p.sha256,
                 "size_bytes": p.size,
-                "contract": CONTRACT,
+                "contract": p.contract,
                 "loaded_at_ms": loaded_at,
                 "compiled_by": p.compiled().as_str(),
                 "entries": entries,

@@ -153,3 +153,29 @@ fn a_compile_error_is_reported_and_the_previous_component_kept() {
         run.stderr
     );
 }
+
+#[test]
+fn a_plugin_built_against_an_older_contract_is_named_so_and_served() {
+    // The C SDK's bindings were generated from contract 0.1.3; the gateway
+    // serves a newer 0.1 contract and runs it all the same.
+    let out = gatehouse_cli(&[
+        "plugin",
+        "run",
+        BUILT.wasm.to_str().unwrap(),
+        "--config",
+        r#"{"allow": ["127.0.0.0/8"]}"#,
+        "--client",
+        "127.0.0.1:40000",
+    ]);
+    assert_eq!(out.code, Some(0), "{}{}", out.stdout, out.stderr);
+    assert!(
+        out.stdout.contains(", gatehouse:plugin@0.1.3, "),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        out.stdout.contains("on-request  continue"),
+        "{}",
+        out.stdout
+    );
+}

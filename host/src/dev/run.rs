@@ -6,8 +6,7 @@
 
 use crate::config::{Limits, OnError, PluginEntry};
 use crate::plugin::{
-    CONTRACT, Chain, ContextRes, EntryPool, Outcome, Reply, RequestRes, RequestStep, ResponseRes,
-    Runtime,
+    Chain, ContextRes, EntryPool, Outcome, Reply, RequestRes, RequestStep, ResponseRes, Runtime,
 };
 use anyhow::{Context as _, anyhow, bail};
 use bytes::Bytes;
@@ -84,9 +83,10 @@ pub async fn run(
     let mut report = String::new();
     let _ = writeln!(
         report,
-        "plugin    {name} ({} bytes, sha256 {}…, {CONTRACT}, machine code from the {})",
+        "plugin    {name} ({} bytes, sha256 {}…, {}, machine code from the {})",
         plugin.size,
         &plugin.sha256[..12],
+        plugin.contract,
         plugin.compiled().as_str()
     );
     let _ = writeln!(

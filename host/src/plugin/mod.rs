@@ -146,6 +146,10 @@ pub struct LoadedPlugin {
     /// The file's size in bytes.
     pub size: u64,
     pub loaded_at: std::time::SystemTime,
+    /// The contract the plugin was built against (`gatehouse:plugin@0.1.3`):
+    /// the newest version among its imports, which may be older than
+    /// [`CONTRACT`], the one this host serves.
+    pub contract: String,
     /// The machine code instances start from: swapped once when a plugin
     /// served with baseline code gets its optimised code.
     code: ArcSwap<Code>,
@@ -453,12 +457,14 @@ fn load(
                 first_line(&e)
             ))
         })?;
+    let contract = built_against(&component, compiler.tier(compiled).linker.engine());
     let plugin = Arc::new(LoadedPlugin {
         name: Arc::from(name),
         path: path.to_path_buf(),
         sha256: hex(&digest),
         size: bytes.len() as u64,
         loaded_at: std::time::SystemTime::now(),
+        contract,
         code: ArcSwap::from_pointee(Code { pre, compiled }),
         pools: Default::default(),
     });
@@ -466,6 +472,25 @@ fn load(
         compiler.when_optimised(digest, &plugin);
     }
     Ok(plugin)
+}
+
+/// The newest `gatehouse:plugin` version a component imports, as
+/// `gatehouse:plugin@X.Y.Z` (every plugin imports the contract's `types`).
+fn built_against(component: &Component, engine: &Engine) -> String {
+    let ty = component.component_type();
+    let newest = (ty.imports(engine))
+        .filter_map(|(name, _)| name.strip_prefix("gatehouse:plugin/"))
+        .filter_map(|rest| rest.split_once('@'))
+        .filter_map(|(_, version)| {
+            let mut parts = version.split('.').map(|p| p.parse::<u64>().ok());
+            let v = (parts.next()??, parts.next()??, parts.next()??);
+            Some((v, version))
+        })
+        .max();
+    match newest {
+        Some((_, version)) => format!("gatehouse:plugin@{version}"),
+        None => CONTRACT.to_owned(),
+    }
 }
 
 impl Drop for Runtime {
