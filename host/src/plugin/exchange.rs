@@ -213,34 +213,31 @@ pub fn header_list(h: &HeaderMap) -> Vec<(String, String)> {
         .collect()
 }
 
-pub fn parse_header(name: &str, value: &str) -> Result<(HeaderName, HeaderValue), String> {
+/// A header a plugin named, checked; the value taken as it comes (a
+/// `String` without a copy).
+pub fn parse_header<V>(name: &str, value: V) -> Result<(HeaderName, HeaderValue), String>
+where
+    HeaderValue: TryFrom<V>,
+{
     let n = HeaderName::from_bytes(name.as_bytes())
         .map_err(|_| format!("invalid header name \"{name}\""))?;
     let v =
-        HeaderValue::from_str(value).map_err(|_| format!("invalid value for header \"{name}\""))?;
+        HeaderValue::try_from(value).map_err(|_| format!("invalid value for header \"{name}\""))?;
     Ok((n, v))
 }
 
-pub fn header_set(h: &mut HeaderMap, name: &str, value: &str) -> Result<(), String> {
+pub fn header_set(h: &mut HeaderMap, name: &str, value: String) -> Result<(), String> {
     let (n, v) = parse_header(name, value)?;
     h.insert(n, v);
     Ok(())
 }
 
 /// Parses every pair before any is used, so a bad one changes nothing.
-/// Values are taken as they are, without a copy.
 pub fn parse_headers(
     pairs: Vec<(String, String)>,
 ) -> Result<Vec<(HeaderName, HeaderValue)>, String> {
-    pairs
-        .into_iter()
-        .map(|(name, value)| {
-            let n = HeaderName::from_bytes(name.as_bytes())
-                .map_err(|_| format!("invalid header name \"{name}\""))?;
-            let v = HeaderValue::try_from(value)
-                .map_err(|_| format!("invalid value for header \"{name}\""))?;
-            Ok((n, v))
-        })
+    (pairs.into_iter())
+        .map(|(name, value)| parse_header(&name, value))
         .collect()
 }
 
@@ -252,7 +249,7 @@ pub fn headers_set(h: &mut HeaderMap, pairs: Vec<(String, String)>) -> Result<()
     Ok(())
 }
 
-pub fn header_append(h: &mut HeaderMap, name: &str, value: &str) -> Result<(), String> {
+pub fn header_append(h: &mut HeaderMap, name: &str, value: String) -> Result<(), String> {
     let (n, v) = parse_header(name, value)?;
     h.append(n, v);
     Ok(())

@@ -169,7 +169,7 @@ macro_rules! message_calls {
             name: String,
             value: String,
         ) -> R<Result<(), String>> {
-            self.write(&r, |h| exchange::header_set(h, &name, &value))
+            self.write(&r, |h| exchange::header_set(h, &name, value))
         }
         fn set_headers(
             &mut self,
@@ -184,7 +184,7 @@ macro_rules! message_calls {
             name: String,
             value: String,
         ) -> R<Result<(), String>> {
-            self.write(&r, |h| exchange::header_append(h, &name, &value))
+            self.write(&r, |h| exchange::header_append(h, &name, value))
         }
         fn remove_header(&mut self, r: Resource<$ty>, name: String) -> R<Result<(), String>> {
             self.write(&r, |h| exchange::header_remove(h, &name))
@@ -227,7 +227,7 @@ impl types::HostContext for StoreData {
         value: String,
     ) -> R<Result<(), String>> {
         let ctx = self.table.get_mut(&c)?;
-        Ok(exchange::parse_header(&name, &value).map(|h| ctx.response_headers.push(h)))
+        Ok(exchange::parse_header(&name, value).map(|h| ctx.response_headers.push(h)))
     }
     fn set_response_headers(
         &mut self,
