@@ -219,7 +219,8 @@ macro_rules! header_methods {
 
         /// [`set_header`](Self::set_header) for each pair, in order, in one
         /// call to the gateway: all or nothing, a bad name or value changes
-        /// no header. Cheaper than a call per header from two headers on.
+        /// no header. From three headers on it costs less than a call each;
+        /// for one or two, about the same (the list is built here first).
         ///
         /// ```no_run
         /// # fn f(req: &mut gatehouse_sdk::Request) -> gatehouse_sdk::Result<()> {
