@@ -4,7 +4,9 @@
 use crate::access_log::{Record, Trace};
 use crate::error::{Body, BoxError, GatewayError, full};
 use crate::gateway::{Gateway, RouteRuntime};
-use crate::plugin::{ContextRes, Outcome, Reply, RequestRes, RequestStep, ResponseRes};
+use crate::plugin::{
+    ContextRes, Outcome, Reply, RequestRes, RequestStep, ResponseRes, parse_header,
+};
 use crate::proxy::{self, Peer};
 use crate::router::Match;
 use crate::upstream::UpstreamBody;
@@ -533,10 +535,7 @@ fn reply_to_response(reply: Reply) -> Result<ResponseRes, String> {
     let mut resp = Response::new(());
     *resp.status_mut() = status;
     for (n, v) in &reply.headers {
-        let name = HeaderName::from_bytes(n.as_bytes())
-            .map_err(|_| format!("invalid header name \"{n}\""))?;
-        let value =
-            HeaderValue::from_str(v).map_err(|_| format!("invalid value for header \"{n}\""))?;
+        let (name, value) = parse_header(n, v.as_str())?;
         resp.headers_mut().append(name, value);
     }
     resp.headers_mut().remove(http::header::TRANSFER_ENCODING);

@@ -213,14 +213,18 @@ pub fn header_list(h: &HeaderMap) -> Vec<(String, String)> {
         .collect()
 }
 
+/// A header name a plugin gave, checked.
+fn parse_name(name: &str) -> Result<HeaderName, String> {
+    HeaderName::from_bytes(name.as_bytes()).map_err(|_| format!("invalid header name \"{name}\""))
+}
+
 /// A header a plugin named, checked; the value taken as it comes (a
 /// `String` without a copy).
 pub fn parse_header<V>(name: &str, value: V) -> Result<(HeaderName, HeaderValue), String>
 where
     HeaderValue: TryFrom<V>,
 {
-    let n = HeaderName::from_bytes(name.as_bytes())
-        .map_err(|_| format!("invalid header name \"{name}\""))?;
+    let n = parse_name(name)?;
     let v =
         HeaderValue::try_from(value).map_err(|_| format!("invalid value for header \"{name}\""))?;
     Ok((n, v))
@@ -256,9 +260,7 @@ pub fn header_append(h: &mut HeaderMap, name: &str, value: String) -> Result<(),
 }
 
 pub fn header_remove(h: &mut HeaderMap, name: &str) -> Result<(), String> {
-    let n = HeaderName::from_bytes(name.as_bytes())
-        .map_err(|_| format!("invalid header name \"{name}\""))?;
-    h.remove(n);
+    h.remove(parse_name(name)?);
     Ok(())
 }
 
