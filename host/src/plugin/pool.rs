@@ -179,8 +179,12 @@ impl EntryPool {
             route,
             plugin: plugin.name.clone(),
         });
-        let ticks =
-            (entry.limits.timeout.as_micros() as u64).div_ceil(EPOCH_TICK.as_micros() as u64) + 1;
+        // The ticker wakes at least every tenth of the timeout; the margin
+        // keeps a deadline from being reached before the timeout is up.
+        services.ticker.resolve(entry.limits.timeout / 10);
+        let ticks = (entry.limits.timeout.as_micros() as u64)
+            .div_ceil(EPOCH_TICK.as_micros() as u64)
+            + services.ticker.margin();
         let metrics = services.metrics.plugin(&plugin.name);
         let mut pool = EntryPool {
             tag,

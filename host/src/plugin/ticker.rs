@@ -1,25 +1,39 @@
 //! The thread that advances every engine's epoch, which is what ends a
-//! plugin call at its CPU deadline. It ticks while guest code may run and
-//! sleeps otherwise: a gateway with no plugin call for a while (idle, or
-//! serving only routes without plugins) is not woken a thousand times a
-//! second for nothing.
+//! plugin call at its CPU deadline. An epoch is a millisecond of wall time;
+//! the thread wakes every tenth of the shortest plugin timeout (1-10 ms)
+//! and credits the milliseconds since its last wake-up, while guest code
+//! may run, and sleeps otherwise: a gateway with no plugin call for a while
+//! (idle, or serving only routes without plugins) is not woken for nothing.
 
 use super::EPOCH_TICK;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::SeqCst};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::Relaxed, Ordering::SeqCst};
 use std::sync::{Arc, OnceLock};
 use std::thread::Thread;
+use std::time::{Duration, Instant};
 
-/// Ticks without a guest call before the thread sleeps: long enough that a
+/// Bounds of the time between two wake-ups. Each wake-up advances the
+/// epoch by the milliseconds since the last one, so an epoch stays a
+/// millisecond of wall time however long the thread slept; waking less
+/// often only makes a deadline fire later (by up to one interval), and
+/// each wake-up costs the machine a context switch.
+const FINEST: Duration = Duration::from_millis(1);
+const COARSEST: Duration = Duration::from_millis(10);
+
+/// Time without a guest call before the thread sleeps: long enough that a
 /// loaded gateway, whose calls leave gaps between them, never pays for a
 /// wake-up.
-const IDLE_TICKS: u32 = 100;
+const IDLE: Duration = Duration::from_millis(100);
 
 pub struct Ticker {
     /// Guest calls (and instantiations) in progress.
     running: AtomicUsize,
+    /// Set by each call; the thread clears it to see whether any came.
+    called: AtomicBool,
     /// Set by the thread before it sleeps; a call that sees it wakes it.
     asleep: AtomicBool,
     stop: AtomicBool,
+    /// Microseconds between wake-ups: the finest any entry asked for.
+    interval_us: AtomicU64,
     thread: OnceLock<Thread>,
 }
 
@@ -33,14 +47,16 @@ impl Drop for Ticking<'_> {
 }
 
 impl Ticker {
-    /// Starts the thread, which calls `tick` every [`EPOCH_TICK`] while some
-    /// call holds a [`Ticking`], until `tick` returns false or the ticker is
-    /// stopped.
-    pub fn start(tick: impl Fn() -> bool + Send + 'static) -> std::io::Result<Arc<Ticker>> {
+    /// Starts the thread, which calls `tick(n)` to advance the epoch by `n`
+    /// [`EPOCH_TICK`]s while some call holds a [`Ticking`], until `tick`
+    /// returns false or the ticker is stopped.
+    pub fn start(tick: impl Fn(u64) -> bool + Send + 'static) -> std::io::Result<Arc<Ticker>> {
         let ticker = Arc::new(Ticker {
             running: AtomicUsize::new(0),
+            called: AtomicBool::new(false),
             asleep: AtomicBool::new(false),
             stop: AtomicBool::new(false),
+            interval_us: AtomicU64::new(COARSEST.as_micros() as u64),
             thread: OnceLock::new(),
         });
         let shared = ticker.clone();
@@ -51,14 +67,36 @@ impl Ticker {
         Ok(ticker)
     }
 
-    fn run(&self, tick: impl Fn() -> bool) {
-        let mut idle = 0;
+    /// Asks for a wake-up at least every `every` (kept within 1-10 ms); the
+    /// finest asked for holds.
+    pub fn resolve(&self, every: Duration) {
+        let us = every.clamp(FINEST, COARSEST).as_micros() as u64;
+        self.interval_us.fetch_min(us, SeqCst);
+    }
+
+    fn interval(&self) -> Duration {
+        Duration::from_micros(self.interval_us.load(SeqCst))
+    }
+
+    /// Epochs to add to a deadline so that it is never reached early: a
+    /// wake-up credits the time since the last one, part of which may have
+    /// passed before the deadline was set.
+    pub fn margin(&self) -> u64 {
+        1 + (self.interval().as_micros() as u64).div_ceil(EPOCH_TICK.as_micros() as u64)
+    }
+
+    fn run(&self, tick: impl Fn(u64) -> bool) {
+        let unit = EPOCH_TICK.as_micros() as u64;
+        let origin = Instant::now();
+        let since_origin = || origin.elapsed().as_micros() as u64 / unit;
+        // Epochs accounted for: every EPOCH_TICK since `origin`, except
+        // time asleep and time the thread itself could not run.
+        let mut accounted = since_origin();
+        let mut last_call = Instant::now();
         while !self.stop.load(SeqCst) {
-            if self.running.load(SeqCst) > 0 {
-                idle = 0;
-            } else if idle < IDLE_TICKS {
-                idle += 1;
-            } else {
+            if self.running.load(SeqCst) > 0 || self.called.swap(false, SeqCst) {
+                last_call = Instant::now();
+            } else if last_call.elapsed() >= IDLE {
                 // Announce the sleep, then look again: a call that started
                 // before the announcement is seen here, one that starts
                 // after it sees the announcement and wakes the thread.
@@ -69,10 +107,23 @@ impl Ticker {
                     std::thread::park();
                 }
                 self.asleep.store(false, SeqCst);
+                // The time asleep is not credited: deadlines set meanwhile
+                // count from the epoch as it stood.
+                accounted = since_origin();
+                last_call = Instant::now();
                 continue;
             }
-            std::thread::sleep(EPOCH_TICK);
-            if !tick() {
+            let interval = self.interval();
+            std::thread::sleep(interval);
+            // At most one interval's worth (plus one for the sleep's own
+            // slack) per wake-up: a thread kept from running makes
+            // deadlines later, as the guest was kept from running too,
+            // never earlier than `margin` allows for.
+            let now = since_origin();
+            let most = (interval.as_micros() as u64).div_ceil(unit) + 1;
+            let due = (now - accounted).min(most);
+            accounted = now;
+            if due > 0 && !tick(due) {
                 return;
             }
         }
@@ -82,6 +133,7 @@ impl Ticker {
     /// returned guard is dropped, waking the thread if it sleeps.
     pub fn hold(&self) -> Ticking<'_> {
         self.running.fetch_add(1, SeqCst);
+        self.called.store(true, Relaxed);
         if self.asleep.load(SeqCst) {
             self.wake();
         }
@@ -108,8 +160,17 @@ impl Ticker {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::atomic::AtomicU64;
-    use std::time::{Duration, Instant};
+
+    fn counting() -> (Arc<AtomicU64>, Arc<Ticker>) {
+        let count = Arc::new(AtomicU64::new(0));
+        let counted = count.clone();
+        let ticker = Ticker::start(move |n| {
+            counted.fetch_add(n, SeqCst);
+            true
+        })
+        .expect("thread");
+        (count, ticker)
+    }
 
     fn ticks_during(count: &AtomicU64, wait: Duration) -> u64 {
         let before = count.load(SeqCst);
@@ -117,27 +178,60 @@ mod tests {
         count.load(SeqCst) - before
     }
 
-    #[test]
-    fn ticks_while_held_and_sleeps_when_idle() {
-        let count = Arc::new(AtomicU64::new(0));
-        let counted = count.clone();
-        let ticker = Ticker::start(move || {
-            counted.fetch_add(1, SeqCst);
-            true
-        })
-        .expect("thread");
-        // Idle: after IDLE_TICKS it sleeps and the count stops.
+    fn wait_until_asleep(ticker: &Ticker) {
         let deadline = Instant::now() + Duration::from_secs(5);
         while !ticker.is_asleep() {
             assert!(Instant::now() < deadline, "the ticker never went to sleep");
             std::thread::sleep(Duration::from_millis(10));
         }
+    }
+
+    #[test]
+    fn ticks_while_held_and_sleeps_when_idle() {
+        let (count, ticker) = counting();
+        // Idle: after IDLE it sleeps and the count stops.
+        wait_until_asleep(&ticker);
         assert_eq!(ticks_during(&count, Duration::from_millis(50)), 0);
         // A call wakes it at once, and it ticks for as long as the call runs.
         {
             let _held = ticker.hold();
             assert!(ticks_during(&count, Duration::from_millis(100)) >= 5);
         }
+        ticker.stop();
+    }
+
+    #[test]
+    fn the_epoch_never_runs_ahead_of_the_clock() {
+        let (count, ticker) = counting();
+        ticker.resolve(Duration::from_millis(5));
+        assert_eq!(ticker.margin(), 6);
+        // Asleep for a while: waking credits none of that time.
+        wait_until_asleep(&ticker);
+        let held = ticker.hold();
+        let (start, before) = (Instant::now(), count.load(SeqCst));
+        std::thread::sleep(Duration::from_millis(200));
+        let ticked = count.load(SeqCst) - before;
+        let elapsed = start.elapsed().as_millis() as u64;
+        drop(held);
+        // One wake-up may credit time from before `start`: at most an
+        // interval and the sleep's slack, which `margin` allows for.
+        assert!(
+            ticked <= elapsed + ticker.margin(),
+            "{ticked} epochs in {elapsed} ms"
+        );
+        assert!(ticked >= 20, "{ticked} epochs in {elapsed} ms");
+        ticker.stop();
+    }
+
+    #[test]
+    fn the_finest_interval_asked_for_holds() {
+        let (_, ticker) = counting();
+        assert_eq!(ticker.margin(), 11);
+        ticker.resolve(Duration::from_millis(3));
+        ticker.resolve(Duration::from_millis(8));
+        assert_eq!(ticker.margin(), 4);
+        ticker.resolve(Duration::from_micros(10));
+        assert_eq!(ticker.margin(), 2);
         ticker.stop();
     }
 }
