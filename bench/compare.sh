@@ -18,7 +18,8 @@
 # and the gateway's resident memory over a million requests on the users
 # chain, with every built-in plugin loaded (the quickstart's config).
 #
-#   bench/compare.sh                      # 3 rounds of 5 s per case
+#   bench/compare.sh                      # 3 rounds of 5 s per case, then
+#                                         # 3 latency rounds of 10 s
 #   ROUNDS=5 DURATION=10s bench/compare.sh
 #
 # Prints a table with ratios (gatehouse / peer) and writes
@@ -32,6 +33,7 @@ ROUNDS=${ROUNDS:-3}
 DURATION=${DURATION:-5s}
 CONNECTIONS=${CONNECTIONS:-32}
 RATE_DURATION=${RATE_DURATION:-10s}
+LATENCY_ROUNDS=${LATENCY_ROUNDS:-3}
 MILLION=${MILLION:-1000000}
 BASE_PORT=${BASE_PORT:-19100}
 UP=$((BASE_PORT + 1)) NGINX=$((BASE_PORT + 2)) HAPROXY=$((BASE_PORT + 3))
@@ -216,9 +218,14 @@ PY
 }
 plain_rate=$(python3 -c "print(int(min(${RPS[nginx]}, ${RPS[haproxy]}, ${RPS[gatehouse]}) / 2))")
 chain_rate=$(python3 -c "print(int(min(${RPS[haproxy-chain]}, ${RPS[gatehouse-chain]}) / 2))")
-echo "latency at a fixed rate: $plain_rate req/s (plain), $chain_rate req/s (chain), $RATE_DURATION each" >&2
-for c in nginx haproxy gatehouse; do latency "$c" "$plain_rate" >> "$work/latency.jsonl"; done
-for c in haproxy-chain gatehouse-chain; do latency "$c" "$chain_rate" >> "$work/latency.jsonl"; done
+echo "latency at a fixed rate: $plain_rate req/s (plain), $chain_rate req/s (chain), $RATE_DURATION each, $LATENCY_ROUNDS rounds alternating" >&2
+# One window's tail moves by milliseconds between runs on a shared 2-core
+# machine (every proxy's alike), so the cases alternate for LATENCY_ROUNDS
+# rounds as the throughput ones do, and each case's median round counts.
+for round in $(seq "$LATENCY_ROUNDS"); do
+    for c in nginx haproxy gatehouse; do latency "$c" "$plain_rate" >> "$work/latency.jsonl"; done
+    for c in haproxy-chain gatehouse-chain; do latency "$c" "$chain_rate" >> "$work/latency.jsonl"; done
+done
 
 # Memory over a million requests on the users chain, sampled as it goes.
 rss_before=$(rss_kib)
@@ -239,7 +246,15 @@ work, ready, before, after, million, rounds, duration, conns = sys.argv[1:]
 tp = [json.loads(l) for l in open(f"{work}/throughput.jsonl")]
 cases = sorted({r["case"] for r in tp}, key=[r["case"] for r in tp].index)
 rps = {c: statistics.median(r["rps"] for r in tp if r["case"] == c) for c in cases}
-lat = {r["case"]: r for r in map(json.loads, open(f"{work}/latency.jsonl"))}
+windows = [json.loads(l) for l in open(f"{work}/latency.jsonl")]
+lat = {}
+for c in sorted({w["case"] for w in windows}, key=[w["case"] for w in windows].index):
+    mine = [w for w in windows if w["case"] == c]
+    lat[c] = {"rate": mine[0]["rate"],
+              "p50_us": round(statistics.median(w["p50_us"] for w in mine)),
+              "p99_us": round(statistics.median(w["p99_us"] for w in mine)),
+              "p99_us_each_round": [w["p99_us"] for w in mine],
+              "non_200": sum(w["non_200"] for w in mine)}
 samples = [int(l) for l in open(f"{work}/rss.txt") if l.strip().isdigit()]
 m = json.load(open(f"{work}/oha-million.json"))
 codes = m.get("statusCodeDistribution", {})
@@ -284,6 +299,8 @@ for c, v in t.items():
     p50 = l.get(c, {}).get("p50_us", "")
     p99 = l.get(c, {}).get("p99_us", "")
     print("%-16s %12d %12s %10s %10s" % (c, v, ratio, p50, p99))
+print("p50/p99: median of the latency rounds; p99 each round: "
+      + "; ".join("%s %s" % (c, "/".join(map(str, v["p99_us_each_round"]))) for c, v in l.items()))
 print("\nratios:", ", ".join("%s %.2f" % kv for kv in r["throughput_ratio"].items()))
 m = r["memory"]
 print("gateway RSS: %.1f MiB ready, %.1f MiB before, %.1f MiB halfway, %.1f MiB after %d requests (max %.1f; %d non-200)"
