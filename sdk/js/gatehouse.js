@@ -66,6 +66,13 @@ function checked(call) {
 
 const orUndefined = (v) => (v === null ? undefined : v);
 
+/** Headers for the list calls: [name, value] pairs, or an object of
+ * name: value; values are turned into strings. */
+function fields(headers) {
+  const list = Array.isArray(headers) ? headers : Object.entries(headers);
+  return list.map(([name, value]) => [String(name), String(value)]);
+}
+
 /** Facts about the request beyond the HTTP message, and values plugins hand
  * down the chain (`consumer`, `param.NAME`, ...). */
 export class Context {
@@ -99,6 +106,11 @@ export class Context {
   setResponseHeader(name, value) {
     checked(() => this.h.setResponseHeader(name, String(value)));
   }
+  // Several at once (contract 0.1.4): as setResponseHeader for each pair in
+  // order, all or nothing. One host call; pays from about three headers on.
+  setResponseHeaders(headers) {
+    checked(() => this.h.setResponseHeaders(fields(headers)));
+  }
 }
 
 class Message {
@@ -117,6 +129,12 @@ class Message {
   }
   setHeader(name, value) {
     checked(() => this.h.setHeader(name, String(value)));
+  }
+  /** Several at once (contract 0.1.4): as setHeader for each pair in order
+   * (a name given twice ends with its last value), all or nothing: a bad
+   * name or value sets none. One host call; pays from about three on. */
+  setHeaders(headers) {
+    checked(() => this.h.setHeaders(fields(headers)));
   }
   appendHeader(name, value) {
     checked(() => this.h.appendHeader(name, String(value)));

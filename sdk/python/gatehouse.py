@@ -23,7 +23,7 @@ instances goes through `gatehouse.state`.
 """
 
 import json
-from typing import Callable, List, Optional, Tuple
+from typing import Callable, Iterable, List, Mapping, Optional, Tuple, Union
 
 from componentize_py_types import Err
 from wit_world.imports import host, state, types  # noqa: F401  (state: for plugins)
@@ -115,6 +115,21 @@ class Context:
         from on_request it spares a plugin its own on_response (0.1.3)."""
         _checked(self._h.set_response_header, name, value)
 
+    def set_response_headers(self, headers: "Headers") -> None:
+        """Several at once (0.1.4): as `set_response_header` for each pair
+        in order, all or nothing. One host call; pays from about three on."""
+        _checked(self._h.set_response_headers, _fields(headers))
+
+
+Headers = Union[Mapping[str, object], Iterable[Tuple[str, object]]]
+
+
+def _fields(headers: Headers) -> List[Tuple[str, str]]:
+    """Headers for the list calls: (name, value) pairs or a mapping;
+    values are turned into strings."""
+    items = headers.items() if isinstance(headers, Mapping) else headers
+    return [(str(name), str(value)) for name, value in items]
+
 
 def _checked(call: Callable, *args):
     """Host refusals (`result<_, string>`) become PluginError."""
@@ -139,6 +154,12 @@ class _Message:
 
     def set_header(self, name: str, value: str) -> None:
         _checked(self._h.set_header, name, value)
+
+    def set_headers(self, headers: Headers) -> None:
+        """Several at once (0.1.4): as `set_header` for each pair in order
+        (a name given twice ends with its last value), all or nothing: a
+        bad name or value sets none. One host call; pays from about three on."""
+        _checked(self._h.set_headers, _fields(headers))
 
     def append_header(self, name: str, value: str) -> None:
         _checked(self._h.append_header, name, value)

@@ -1,6 +1,7 @@
 //! A plugin written in JavaScript with the JavaScript SDK
 //! (`examples/js-plugin`, canary-router), built by `gatehouse plugin build`
-//! (componentize-js) and served by the real gateway.
+//! (componentize-js) and served by the real gateway; and the SDK's list
+//! calls, through `tests/fixtures/js-set-headers`.
 
 use gatehouse_tests::*;
 use std::collections::HashMap;
@@ -102,4 +103,9 @@ async fn a_bad_config_is_refused_naming_route_plugin_and_field() {
         err.contains("`cookie` must be a plain cookie name"),
         "{err}"
     );
+}
+
+#[tokio::test]
+async fn set_headers_takes_pairs_or_a_table_and_refuses_a_bad_list_whole() {
+    assert_list_calls(&BuiltExample::fixture("js-set-headers", "set-headers-js")).await;
 }

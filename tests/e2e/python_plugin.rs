@@ -1,6 +1,7 @@
 //! A plugin written in Python with the Python SDK (`examples/python-plugin`,
 //! hmac-auth), built by `gatehouse plugin build` (componentize-py) and
-//! served by the real gateway.
+//! served by the real gateway; and the SDK's list calls, through
+//! `tests/fixtures/python-set-headers`.
 
 use gatehouse_tests::*;
 use hmac::{KeyInit, Mac};
@@ -143,4 +144,13 @@ async fn a_memory_cap_below_what_python_needs_is_named_at_load() {
         ),
         "{err}"
     );
+}
+
+#[tokio::test]
+async fn set_headers_takes_pairs_or_a_table_and_refuses_a_bad_list_whole() {
+    assert_list_calls(&BuiltExample::fixture(
+        "python-set-headers",
+        "set-headers-py",
+    ))
+    .await;
 }

@@ -81,20 +81,29 @@ pub fn gatehouse_cli_with(args: &[&str], env: &[(&str, &std::path::Path)]) -> Cl
     }
 }
 
-/// An example plugin project (`examples/DIR`) built by `gatehouse plugin
-/// build` into a plugins folder of its own, as `NAME.wasm`.
+/// An example plugin project (`examples/DIR`, or a test fixture) built by
+/// `gatehouse plugin build` into a plugins folder of its own, as `NAME.wasm`.
 pub struct BuiltExample {
     pub plugins: tempfile::TempDir,
     pub wasm: PathBuf,
 }
 
 impl BuiltExample {
+    /// `examples/DIR`, built as plugin `name`.
     pub fn build(dir: &str, name: &str) -> BuiltExample {
+        let examples = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../examples");
+        BuiltExample::build_from(&examples.join(dir), name)
+    }
+
+    /// `tests/fixtures/DIR`, built as plugin `name`.
+    pub fn fixture(dir: &str, name: &str) -> BuiltExample {
+        let fixtures = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fixtures");
+        BuiltExample::build_from(&fixtures.join(dir), name)
+    }
+
+    fn build_from(example: &std::path::Path, name: &str) -> BuiltExample {
         let plugins = tempfile::tempdir().expect("a temporary folder");
         let wasm = plugins.path().join(format!("{name}.wasm"));
-        let example = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-            .join("../examples")
-            .join(dir);
         let out = gatehouse_cli(&[
             "plugin",
             "build",
@@ -128,6 +137,30 @@ impl BuiltExample {
         );
         TestGateway::try_start(&toml).await.map(|gw| (gw, up))
     }
+}
+
+/// Checks an SDK's list calls through a fixture built from
+/// `tests/fixtures/LANG-set-headers`: pairs and a table (whose numbers
+/// become strings) are set, and a bad pair refuses its whole list with the
+/// host's message.
+pub async fn assert_list_calls(built: &BuiltExample) {
+    let config = r#"{ request = [["x-user-id", "42"], ["x-twice", "1"], ["x-twice", "2"]], context = { "ratelimit-limit" = 60, "ratelimit-remaining" = "59" }, response = [["x-good-response", "1"], ["bad name", "2"]] }"#;
+    let (gw, _up) = built.gateway("", config).await.expect("the config loads");
+    let seen = TestClient::default()
+        .get_with(&gw.url("/items/1"), &[("x-user-id", "guest")])
+        .await;
+    assert_eq!(seen.status, 200);
+    assert_eq!(seen.upstream_header("x-user-id").as_deref(), Some("42"));
+    assert_eq!(seen.upstream_header("x-twice").as_deref(), Some("2"));
+    assert_eq!(seen.upstream_header("x-request-refused"), None);
+    assert_eq!(seen.header("ratelimit-limit"), Some("60"));
+    assert_eq!(seen.header("ratelimit-remaining"), Some("59"));
+    assert_eq!(seen.header("x-context-refused"), None);
+    assert_eq!(seen.header("x-good-response"), None);
+    assert_eq!(
+        seen.header("x-response-refused"),
+        Some("invalid header name \"bad name\"")
+    );
 }
 
 /// The gatehouse binary, started and ready.
