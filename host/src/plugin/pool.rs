@@ -12,7 +12,7 @@ use crate::config::{Limits, OnError, PluginEntry};
 use crate::metrics::PluginMetrics;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, TryAcquireError};
 use wasmtime::Store;
 use wasmtime::component::{Resource, ResourceTable};
 
@@ -62,6 +62,10 @@ pub(super) fn swap_slot<T: 'static>(table: &mut ResourceTable, slot: &Resource<T
         .get_mut(slot)
         .expect("slots live as long as the instance"); // ok: see above
     std::mem::swap(held, value);
+}
+
+fn shutting_down() -> PluginError {
+    PluginError::Load("the plugin entry is shutting down".into())
 }
 
 /// A warm, initialised instance.
@@ -275,12 +279,18 @@ impl EntryPool {
     /// A warm instance: an idle one, or a new one. Waits while the entry's
     /// `instances` limit are all serving.
     pub async fn checkout(&self) -> Result<Box<Warm>, PluginError> {
-        let permit = self
-            .busy
-            .clone()
-            .acquire_owned()
-            .await
-            .map_err(|_| PluginError::Load("the plugin entry is shutting down".into()))?;
+        // A free permit is taken without building a waiter; only a full
+        // entry waits (in turn: a released permit goes to waiters first).
+        let permit = match self.busy.clone().try_acquire_owned() {
+            Ok(permit) => permit,
+            Err(TryAcquireError::NoPermits) => self
+                .busy
+                .clone()
+                .acquire_owned()
+                .await
+                .map_err(|_| shutting_down())?,
+            Err(TryAcquireError::Closed) => return Err(shutting_down()),
+        };
         let idle = self.idle.lock().unwrap_or_else(|e| e.into_inner()).pop();
         let mut warm = match idle {
             Some(w) => w,
