@@ -7,7 +7,8 @@ use super::bindings::{Hooks, Plugin};
 use super::exchange::{ContextRes, RequestRes, ResponseRes};
 use super::host::{EntryTag, Services, StoreData};
 use super::outbound::FetchPolicy;
-use super::{Code, EPOCH_TICK, LoadedPlugin, PluginError};
+use super::ticker::epochs;
+use super::{Code, LoadedPlugin, PluginError};
 use crate::config::{Limits, OnError, PluginEntry};
 use crate::metrics::PluginMetrics;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -183,12 +184,7 @@ impl EntryPool {
             route,
             plugin: plugin.name.clone(),
         });
-        // The ticker wakes at least every tenth of the timeout; the margin
-        // keeps a deadline from being reached before the timeout is up.
-        services.ticker.resolve(entry.limits.timeout / 10);
-        let ticks = (entry.limits.timeout.as_micros() as u64)
-            .div_ceil(EPOCH_TICK.as_micros() as u64)
-            + services.ticker.margin();
+        let ticks = services.ticker.deadline(entry.limits.timeout);
         let metrics = services.metrics.plugin(&plugin.name);
         let mut pool = EntryPool {
             tag,
@@ -238,7 +234,7 @@ impl EntryPool {
         // back; only the plugin's own running time can exhaust it.
         store.epoch_deadline_callback(|mut cx| {
             let waited = std::mem::take(&mut cx.data_mut().io_wait);
-            let ticks = (waited.as_micros() as u64).div_ceil(EPOCH_TICK.as_micros() as u64);
+            let ticks = epochs(waited);
             if ticks == 0 {
                 return Err(wasmtime::Trap::Interrupt.into());
             }
@@ -246,9 +242,7 @@ impl EntryPool {
         });
         // Start-up (the component's start function and `init`) may parse a
         // large config or warm a cache: allow it a second at least.
-        let init_ticks = self
-            .ticks
-            .max(INIT_DEADLINE.as_millis() as u64 / EPOCH_TICK.as_millis().max(1) as u64);
+        let init_ticks = self.ticks.max(epochs(INIT_DEADLINE));
         store.set_epoch_deadline(init_ticks);
         let bindings = match code.pre.instantiate_async(&mut store).await {
             Ok(b) => b,

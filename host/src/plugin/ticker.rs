@@ -37,6 +37,17 @@ pub struct Ticker {
     thread: OnceLock<Thread>,
 }
 
+/// Whole epochs in `d`, rounded up.
+pub fn epochs(d: Duration) -> u64 {
+    (d.as_micros() as u64).div_ceil(EPOCH_TICK.as_micros() as u64)
+}
+
+/// The most epochs one wake-up credits: an interval's worth, and one for
+/// the sleep's own slack. Also each deadline's margin.
+fn most_per_wake(interval: Duration) -> u64 {
+    epochs(interval) + 1
+}
+
 /// Held while guest code may run: the epoch advances until it is dropped.
 pub struct Ticking<'a>(&'a Ticker);
 
@@ -67,9 +78,17 @@ impl Ticker {
         Ok(ticker)
     }
 
+    /// The epochs a call with `timeout` gets: the thread is asked to wake
+    /// at least every tenth of it, and the margin keeps the deadline from
+    /// being reached before the timeout is up.
+    pub fn deadline(&self, timeout: Duration) -> u64 {
+        self.resolve(timeout / 10);
+        epochs(timeout) + self.margin()
+    }
+
     /// Asks for a wake-up at least every `every` (kept within 1-10 ms); the
     /// finest asked for holds.
-    pub fn resolve(&self, every: Duration) {
+    fn resolve(&self, every: Duration) {
         let us = every.clamp(FINEST, COARSEST).as_micros() as u64;
         self.interval_us.fetch_min(us, SeqCst);
     }
@@ -81,8 +100,8 @@ impl Ticker {
     /// Epochs to add to a deadline so that it is never reached early: a
     /// wake-up credits the time since the last one, part of which may have
     /// passed before the deadline was set.
-    pub fn margin(&self) -> u64 {
-        1 + (self.interval().as_micros() as u64).div_ceil(EPOCH_TICK.as_micros() as u64)
+    fn margin(&self) -> u64 {
+        most_per_wake(self.interval())
     }
 
     fn run(&self, tick: impl Fn(u64) -> bool) {
@@ -115,13 +134,11 @@ impl Ticker {
             }
             let interval = self.interval();
             std::thread::sleep(interval);
-            // At most one interval's worth (plus one for the sleep's own
-            // slack) per wake-up: a thread kept from running makes
+            // At most `most_per_wake`: a thread kept from running makes
             // deadlines later, as the guest was kept from running too,
             // never earlier than `margin` allows for.
             let now = since_origin();
-            let most = (interval.as_micros() as u64).div_ceil(unit) + 1;
-            let due = (now - accounted).min(most);
+            let due = (now - accounted).min(most_per_wake(interval));
             accounted = now;
             if due > 0 && !tick(due) {
                 return;
