@@ -234,7 +234,8 @@ impl Gateway {
                     Outcome::Gateway,
                 ),
                 None => {
-                    self.forward(route, &mut req, stream.take(), &request_id, trace)
+                    let stream = stream.take();
+                    self.forward(route, &mut req, stream, client, &request_id, trace)
                         .await
                 }
             },
@@ -289,6 +290,7 @@ impl Gateway {
         route: &RouteRuntime,
         req: &mut RequestRes,
         mut stream: Option<Incoming>,
+        client: &Peer,
         trace: &mut Trace,
     ) -> Result<Response<UpstreamBody>, GatewayError> {
         let upstream = &route.upstream;
@@ -341,8 +343,7 @@ impl Gateway {
             trace.target = Some(target.authority().clone());
             let sent = std::time::Instant::now();
             let deadline = *deadline.get_or_insert(sent + upstream.timeout());
-            let left = deadline.saturating_duration_since(sent);
-            let result = target.send(upstream_req, left).await;
+            let result = target.send(upstream_req, deadline, &client.timer).await;
             let took = sent.elapsed();
             trace.upstream_time = Some(trace.upstream_time.unwrap_or_default() + took);
             route.metrics.upstream(took);
@@ -377,10 +378,11 @@ impl Gateway {
         route: &RouteRuntime,
         req: &mut RequestRes,
         stream: Option<Incoming>,
+        client: &Peer,
         request_id: &str,
         trace: &mut Trace,
     ) -> (Outgoing, Outcome) {
-        let resp = match self.exchange(route, req, stream, trace).await {
+        let resp = match self.exchange(route, req, stream, client, trace).await {
             Ok(r) => r,
             Err(e) => {
                 let outcome = match e {

@@ -18,6 +18,7 @@ pub mod plugin;
 pub mod proxy;
 pub mod router;
 pub mod server;
+pub mod timer;
 pub mod upstream;
 
 pub use config::Config;

@@ -1,6 +1,7 @@
 //! Proxy header semantics: hop-by-hop headers (RFC 9110 §7.6.1) and the
 //! `X-Forwarded-*` family.
 
+use crate::timer::LazyTimer;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use std::net::SocketAddr;
 
@@ -49,20 +50,23 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
     }
 }
 
-/// A connection's client: its address, and its IP as an `X-Forwarded-For`
-/// entry, written once for all the requests the connection carries.
+/// A connection's client: its address, its IP as an `X-Forwarded-For`
+/// entry, written once for all the requests the connection carries, and the
+/// connection's timer, which its requests wait for their upstream on.
 #[derive(Clone)]
 pub struct Peer {
     pub addr: SocketAddr,
     forwarded_for: HeaderValue,
+    pub timer: LazyTimer,
 }
 
 impl Peer {
-    pub fn new(addr: SocketAddr) -> Peer {
+    pub fn new(addr: SocketAddr, timer: LazyTimer) -> Peer {
         let ip = addr.ip().to_string();
         Peer {
             addr,
             forwarded_for: HeaderValue::try_from(ip).expect("an IP address is a header value"), // ok: digits, hex, dots and colons only
+            timer,
         }
     }
 }
@@ -114,13 +118,19 @@ mod tests {
         let mut h = HeaderMap::new();
         h.insert("x-forwarded-for", "10.0.0.1".parse().unwrap());
         h.insert("host", "api.example.com".parse().unwrap());
-        add_forwarded(&mut h, &Peer::new("127.0.0.1:5000".parse().unwrap()));
+        add_forwarded(
+            &mut h,
+            &Peer::new("127.0.0.1:5000".parse().unwrap(), LazyTimer::default()),
+        );
         assert_eq!(h["x-forwarded-for"], "10.0.0.1, 127.0.0.1");
         assert_eq!(h["x-forwarded-host"], "api.example.com");
         assert_eq!(h["x-forwarded-proto"], "http");
 
         let mut h = HeaderMap::new();
-        add_forwarded(&mut h, &Peer::new("[2001:db8::7]:5000".parse().unwrap()));
+        add_forwarded(
+            &mut h,
+            &Peer::new("[2001:db8::7]:5000".parse().unwrap(), LazyTimer::default()),
+        );
         assert_eq!(h["x-forwarded-for"], "2001:db8::7");
     }
 

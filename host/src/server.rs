@@ -1,9 +1,10 @@
 //! The listener: HTTP/1.1 connections served by hyper on tokio.
 
 use crate::live::Live;
+use crate::timer::LazyTimer;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
-use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::rt::TokioIo;
 use hyper_util::server::graceful::GracefulShutdown;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -101,8 +102,7 @@ pub fn serve(live: Arc<Live>, listener: TcpListener) -> Running {
     let addr = listener.local_addr().unwrap_or(gateway.server.listen);
     let (stop, mut stopped) = watch::channel(false);
     let mut http = http1::Builder::new();
-    http.timer(TokioTimer::new())
-        .header_read_timeout(gateway.server.header_read_timeout)
+    http.header_read_timeout(gateway.server.header_read_timeout)
         .max_buf_size(gateway.server.max_header_size)
         .max_headers(gateway.server.max_headers);
     let grace = gateway.server.shutdown_timeout;
@@ -124,8 +124,10 @@ pub fn serve(live: Arc<Live>, listener: TcpListener) -> Running {
             };
             let _ = stream.set_nodelay(true);
             let live = served.clone();
-            let client = crate::proxy::Peer::new(peer);
-            let conn = connections.watch(http.serve_connection(
+            // One timer for the connection's header reads and upstream waits.
+            let timer = LazyTimer::default();
+            let client = crate::proxy::Peer::new(peer, timer.clone());
+            let conn = connections.watch(http.clone().timer(timer).serve_connection(
                 TokioIo::new(stream),
                 service_fn(move |req| {
                     // Each request runs to its end on the gateway it started on.

@@ -7,11 +7,12 @@ pub use conns::UpstreamBody;
 
 use crate::config::{Balance, HealthCheck, Outlier, Retries, Upstream};
 use crate::error::{Body, GatewayError};
+use crate::timer::LazyTimer;
 use conns::{Connections, SendError, Settings};
 use http::{Request, Response};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 pub struct Target {
     pub authority: http::uri::Authority,
@@ -214,20 +215,22 @@ impl UpstreamPool {
 }
 
 impl TargetGuard {
-    /// Sends a request (its URI in origin form) to this target, waiting at
-    /// most `timeout` for the response head.
+    /// Sends a request (its URI in origin form) to this target, waiting
+    /// for the response head until `deadline` on the client connection's
+    /// `timer`.
     pub async fn send(
         &self,
         req: Request<Body>,
-        timeout: Duration,
+        deadline: Instant,
+        timer: &LazyTimer,
     ) -> Result<Response<UpstreamBody>, GatewayError> {
         let target = &self.pool.targets[self.index];
-        let result = tokio::time::timeout(timeout, target.conns.send(req)).await;
+        let result = timer.timeout_at(deadline, target.conns.send(req)).await;
         let (error, detail) = match result {
-            Err(_) => return Err(GatewayError::UpstreamTimeout),
-            Ok(Ok(resp)) => return Ok(resp),
-            Ok(Err(SendError::Connect(e))) => (GatewayError::UpstreamConnect, e.to_string()),
-            Ok(Err(SendError::Failed(e))) => {
+            None => return Err(GatewayError::UpstreamTimeout),
+            Some(Ok(resp)) => return Ok(resp),
+            Some(Err(SendError::Connect(e))) => (GatewayError::UpstreamConnect, e.to_string()),
+            Some(Err(SendError::Failed(e))) => {
                 // hyper's own message is terse ("connection closed before
                 // message completed"): log the causes too.
                 let mut detail = e.to_string();
