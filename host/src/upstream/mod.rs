@@ -37,7 +37,19 @@ impl Target {
     }
 
     pub fn is_ejected(&self) -> bool {
-        self.ejected_until.load(Ordering::Relaxed) > now_ms()
+        // Read the clock only while an ejection is on record, and clear the
+        // record once it has run out: every request asks this of a target.
+        let until = self.ejected_until.load(Ordering::Relaxed);
+        if until == 0 {
+            return false;
+        }
+        if until > now_ms() {
+            return true;
+        }
+        let _ = self
+            .ejected_until
+            .compare_exchange(until, 0, Ordering::Relaxed, Ordering::Relaxed);
+        false
     }
 
     fn available(&self) -> bool {
