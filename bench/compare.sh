@@ -301,7 +301,7 @@ for c, v in t.items():
     print("%-16s %12d %12s %10s %10s" % (c, v, ratio, p50, p99))
 print("p50/p99: median of the latency rounds; p99 each round: "
       + "; ".join("%s %s" % (c, "/".join(map(str, v["p99_us_each_round"]))) for c, v in l.items()))
-print("\nratios:", ", ".join("%s %.2f" % kv for kv in r["throughput_ratio"].items()))
+print("\nratios:", ", ".join("%s %.3f" % kv for kv in r["throughput_ratio"].items()))
 m = r["memory"]
 print("gateway RSS: %.1f MiB ready, %.1f MiB before, %.1f MiB halfway, %.1f MiB after %d requests (max %.1f; %d non-200)"
       % (m["rss_ready_mib"], m["rss_before_million_mib"], m["rss_halfway_mib"], m["rss_after_million_mib"],
