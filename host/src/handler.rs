@@ -9,6 +9,7 @@ use crate::plugin::{
 };
 use crate::proxy::{self, Peer};
 use crate::router::Match;
+use crate::timer::LazyTimer;
 use crate::upstream::UpstreamBody;
 use bytes::Bytes;
 use http::HeaderMap;
@@ -235,7 +236,8 @@ impl Gateway {
                 ),
                 None => {
                     let stream = stream.take();
-                    self.forward(route, &mut req, stream, client, &request_id, trace)
+                    let timer = &client.timer;
+                    self.forward(route, &mut req, stream, timer, &request_id, trace)
                         .await
                 }
             },
@@ -290,7 +292,7 @@ impl Gateway {
         route: &RouteRuntime,
         req: &mut RequestRes,
         mut stream: Option<Incoming>,
-        client: &Peer,
+        timer: &LazyTimer,
         trace: &mut Trace,
     ) -> Result<Response<UpstreamBody>, GatewayError> {
         let upstream = &route.upstream;
@@ -343,7 +345,7 @@ impl Gateway {
             trace.target = Some(target.authority().clone());
             let sent = std::time::Instant::now();
             let deadline = *deadline.get_or_insert(sent + upstream.timeout());
-            let result = target.send(upstream_req, deadline, &client.timer).await;
+            let result = target.send(upstream_req, deadline, timer).await;
             let took = sent.elapsed();
             trace.upstream_time = Some(trace.upstream_time.unwrap_or_default() + took);
             route.metrics.upstream(took);
@@ -378,11 +380,11 @@ impl Gateway {
         route: &RouteRuntime,
         req: &mut RequestRes,
         stream: Option<Incoming>,
-        client: &Peer,
+        timer: &LazyTimer,
         request_id: &str,
         trace: &mut Trace,
     ) -> (Outgoing, Outcome) {
-        let resp = match self.exchange(route, req, stream, client, trace).await {
+        let resp = match self.exchange(route, req, stream, timer, trace).await {
             Ok(r) => r,
             Err(e) => {
                 let outcome = match e {
