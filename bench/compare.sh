@@ -29,6 +29,7 @@
 # target/bench-tools when missing).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source bench/config.sh
 ROUNDS=${ROUNDS:-3}
 DURATION=${DURATION:-5s}
 CONNECTIONS=${CONNECTIONS:-32}
@@ -39,18 +40,7 @@ BASE_PORT=${BASE_PORT:-19100}
 UP=$((BASE_PORT + 1)) NGINX=$((BASE_PORT + 2)) HAPROXY=$((BASE_PORT + 3))
 HAPROXY_CHAIN=$((BASE_PORT + 4)) GATEWAY=$((BASE_PORT + 5))
 
-missing=()
-for tool in nginx haproxy wrk; do
-    command -v "$tool" >/dev/null || [ -x "/usr/sbin/$tool" ] || missing+=("$tool")
-done
-if [ ${#missing[@]} -gt 0 ]; then
-    if [ "$(id -u)" = 0 ]; then
-        apt-get update -qq && apt-get install -y -qq "${missing[@]}" >/dev/null
-    else
-        echo "compare: needs ${missing[*]}: sudo apt-get install ${missing[*]}" >&2
-        exit 1
-    fi
-fi
+bench_need nginx haproxy wrk
 PATH="$PATH:/usr/sbin:$PWD/target/bench-tools/bin"
 if ! command -v oha >/dev/null; then
     echo "compare: installing oha into target/bench-tools (a few minutes, once)" >&2

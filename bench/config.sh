@@ -1,4 +1,21 @@
-# Pieces the load scripts share (sourced by run.sh, ab.sh and instructions.sh).
+# Pieces the load scripts share (sourced by the scripts in bench/).
+
+# Installs the Debian packages of the tools missing among the arguments,
+# each TOOL or TOOL:PACKAGE, when running as root; otherwise says how and
+# exits.
+bench_need() {
+    local missing=() t
+    for t in "$@"; do
+        command -v "${t%%:*}" >/dev/null || [ -x "/usr/sbin/${t%%:*}" ] || missing+=("${t#*:}")
+    done
+    [ ${#missing[@]} = 0 ] && return
+    if [ "$(id -u)" = 0 ]; then
+        apt-get update -qq && apt-get install -y -qq "${missing[@]}" >/dev/null
+    else
+        echo "$(basename "$0"): needs ${missing[*]}: sudo apt-get install ${missing[*]}" >&2
+        exit 1
+    fi
+}
 
 # The server (one worker) on GATEWAY_PORT, the upstream "up" on
 # UPSTREAM_PORT, and the route "none" without plugins.

@@ -28,15 +28,7 @@ TOP=${TOP:-0}
 UPSTREAM_PORT=${UPSTREAM_PORT:-19401}
 GATEWAY_PORT=${GATEWAY_PORT:-19480}
 
-for tool in valgrind wrk; do
-    command -v "$tool" >/dev/null && continue
-    if [ "$(id -u)" = 0 ]; then
-        apt-get update -qq && apt-get install -y -qq "$tool" >/dev/null
-    else
-        echo "instructions: $tool is needed: sudo apt-get install $tool" >&2
-        exit 1
-    fi
-done
+bench_need valgrind wrk
 
 bench_start_upstream
 AUTH="Authorization: Bearer $(bench_token)"

@@ -25,17 +25,7 @@ UPSTREAM_PORT=${UPSTREAM_PORT:-19521}
 GATEWAY_PORT=${GATEWAY_PORT:-19580}
 export PATH="$PATH:$PWD/target/bench-tools/bin"
 
-for tool in perf wrk; do
-    command -v "$tool" >/dev/null && continue
-    package=$tool
-    [ "$tool" = perf ] && package=linux-perf
-    if [ "$(id -u)" = 0 ]; then
-        apt-get update -qq && apt-get install -y -qq "$package" >/dev/null
-    else
-        echo "profile: $tool is needed: sudo apt-get install $package" >&2
-        exit 1
-    fi
-done
+bench_need perf:linux-perf wrk
 if [ -n "${FLAME:-}" ] && ! command -v inferno-flamegraph >/dev/null; then
     echo "profile: installing inferno into target/bench-tools (a minute or two, once)" >&2
     cargo install --locked --quiet --root target/bench-tools inferno

@@ -24,14 +24,7 @@ CONNECTIONS=${CONNECTIONS:-32}
 UPSTREAM_PORT=${UPSTREAM_PORT:-19001}
 GATEWAY_PORT=${GATEWAY_PORT:-19080}
 
-if ! command -v wrk >/dev/null; then
-    if [ "$(id -u)" = 0 ]; then
-        apt-get update -qq && apt-get install -y -qq wrk >/dev/null
-    else
-        echo "bench: wrk is needed: sudo apt-get install wrk" >&2
-        exit 1
-    fi
-fi
+bench_need wrk
 
 cargo xtask plugins
 cargo build --release -p gatehouse -p demo-services
