@@ -59,7 +59,7 @@ for _ in $(seq "$ROUNDS"); do
         bin=$1; [ "$side" = new ] && bin=$2
         GATEHOUSE_LOG=warn "$bin" run --no-watch --config "$work/gatehouse.toml" >/dev/null 2>&1 &
         pid=$!
-        until (exec 3<>"/dev/tcp/127.0.0.1/$GATEWAY_PORT") 2>/dev/null; do sleep 0.02; done
+        bench_wait_listening "$GATEWAY_PORT" "$pid"
         for path in /none/users/42 /api/v1/users/42; do   # warm pools and instances
             wrk -t1 -c32 -d1s -H "$AUTH" "http://127.0.0.1:$GATEWAY_PORT$path" >/dev/null
         done

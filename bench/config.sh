@@ -17,6 +17,19 @@ bench_need() {
     fi
 }
 
+# Waits until something accepts on 127.0.0.1:$1; if process $2 exits
+# first, shows the log $3 (when given) and exits.
+bench_wait_listening() {
+    until (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; do
+        if ! kill -0 "$2" 2>/dev/null; then
+            echo "$(basename "$0"): the process meant to listen on port $1 exited" >&2
+            [ -n "${3:-}" ] && cat "$3" >&2
+            exit 1
+        fi
+        sleep 0.05
+    done
+}
+
 # The server (one worker) on GATEWAY_PORT, the upstream "up" on
 # UPSTREAM_PORT, and the route "none" without plugins.
 bench_server_and_plain_route() {

@@ -47,10 +47,7 @@ for route in $ROUTES; do
         "$GATEHOUSE" run --no-watch --config "$work/gatehouse.toml" >/dev/null 2>"$work/valgrind.log" &
     vg=$!
     pids+=("$vg")
-    until (exec 3<>"/dev/tcp/127.0.0.1/$GATEWAY_PORT") 2>/dev/null; do
-        kill -0 "$vg" 2>/dev/null || { cat "$work/valgrind.log" >&2; exit 1; }
-        sleep 0.2
-    done
+    bench_wait_listening "$GATEWAY_PORT" "$vg" "$work/valgrind.log"
     # Warm connections, pools and instances; then count from zero.
     wrk -t1 -c4 -d3s -H "$AUTH" "http://127.0.0.1:$GATEWAY_PORT$path" >/dev/null
     callgrind_control -z "$vg" >/dev/null 2>&1

@@ -52,11 +52,7 @@ rm -f "/tmp/perf-$check.map"
 GATEHOUSE_LOG=error "$GATEHOUSE" run --no-watch --config "$work/gatehouse.toml" >/dev/null 2>&1 &
 gw=$!
 pids+=("$gw")
-trap 'for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$work" "/tmp/perf-$gw.map"' EXIT
-until (exec 3<>"/dev/tcp/127.0.0.1/$GATEWAY_PORT") 2>/dev/null; do
-    kill -0 "$gw" 2>/dev/null || { echo "profile: the gateway did not start" >&2; exit 1; }
-    sleep 0.1
-done
+bench_wait_listening "$GATEWAY_PORT" "$gw"
 wrk -t1 -c16 -d2s -H "$AUTH" "$url" >/dev/null
 
 # Samples under wrk for DURATION seconds into $1, with perf options $2...;
@@ -84,6 +80,10 @@ for f in target/plugins/*.wasm; do
 done > "$work/plugins.txt"
 perf report -i "$work/perf.data" --no-children --sort dso,sym --stdio -g none 2>/dev/null \
     > "$work/report.txt"
+[ -n "${FLAME:-}" ] && perf script -i "$work/flame.data" --no-inline 2>/dev/null \
+    > "$work/flame.txt"
+# Symbols are resolved: the gateway's perf map is no longer needed.
+rm -f "/tmp/perf-$gw.map"
 
 mkdir -p bench/results
 out=bench/results/profile-$ROUTE.txt
@@ -137,8 +137,7 @@ for pct, p, sym in sorted(syms, reverse=True)[:top]:
 PY
 
 if [ -n "${FLAME:-}" ]; then
-    perf script -i "$work/flame.data" --no-inline 2>/dev/null \
-        | inferno-collapse-perf | inferno-flamegraph --title "gatehouse, route $ROUTE" \
-        > "bench/results/profile-$ROUTE.svg"
+    inferno-collapse-perf < "$work/flame.txt" \
+        | inferno-flamegraph --title "gatehouse, route $ROUTE" > "bench/results/profile-$ROUTE.svg"
     echo "flame graph: bench/results/profile-$ROUTE.svg"
 fi
