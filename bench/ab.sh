@@ -2,16 +2,16 @@
 # Two gatehouse binaries, alternating, on the same upstream and config: for
 # the route without plugins and the quickstart's users chain, the gateway's
 # CPU time per request (user + system, from /proc) at saturation, and
-# p50/p99 at a fixed rate (oha with latency correction; RATE for the bare
-# route, CHAIN_RATE for the chain). CPU per request
+# p50/p99 at a fixed rate (bench/fixed-rate, latency from when each request
+# was due; RATE for the bare route, CHAIN_RATE for the chain). CPU per request
 # varies less on a shared VM than requests/s does, so a change's effect is
 # read from it; run several rounds all the same.
 #
 #   bench/ab.sh OLD_BINARY NEW_BINARY
 #   ROUNDS=5 RATE=12000 CHAIN_RATE=5000 bench/ab.sh /tmp/gatehouse-before target/release/gatehouse
 #
-# Expects `cargo xtask plugins`, the release build of demo-services, wrk and
-# oha (bench/compare.sh installs oha into target/bench-tools).
+# Expects `cargo xtask plugins`, the release builds of demo-services and
+# fixed-rate, and wrk.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source bench/config.sh
@@ -22,7 +22,6 @@ CHAIN_RATE=${CHAIN_RATE:-5000}
 DURATION=${DURATION:-4s}
 UPSTREAM_PORT=${UPSTREAM_PORT:-19301}
 GATEWAY_PORT=${GATEWAY_PORT:-19380}
-export PATH="$PWD/target/bench-tools/bin:$PATH"
 
 bench_start_upstream
 AUTH="Authorization: Bearer $(bench_token)"
@@ -46,11 +45,11 @@ saturate() {
 }
 # "P50_US P99_US" at RATE requests/s on PATH.
 fixed_rate() {
-    oha --no-tui --output-format json --latency-correction -z "$DURATION" -c 32 -q "$2" \
-        -H "$AUTH" "http://127.0.0.1:$GATEWAY_PORT$1" > "$work/oha.json"
+    target/release/fixed-rate -z "$DURATION" -c 32 -q "$2" -H "$AUTH" \
+        "http://127.0.0.1:$GATEWAY_PORT$1" > "$work/rate.json"
     python3 -c 'import json, sys
-p = json.load(open(sys.argv[1]))["latencyPercentiles"]
-print(round(p["p50"] * 1e6), round(p["p99"] * 1e6))' "$work/oha.json"
+p = json.load(open(sys.argv[1]))["latency_us"]
+print(p["p50"], p["p99"])' "$work/rate.json"
 }
 
 printf '%-6s %-6s %12s %12s %18s\n' binary route "requests/s" "CPU µs/req" "p50/p99 µs (rate)"

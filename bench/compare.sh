@@ -13,10 +13,11 @@
 #   gatehouse-chain   the quickstart's users route: jwt-auth (HS256) +
 #                     rate-limit + transform + circuit-breaker, all Wasm
 #
-# then latency at a fixed rate (half the slowest peer's throughput) with
-# oha's latency correction, so coordinated omission does not hide the tail,
-# and the gateway's resident memory over a million requests on the users
-# chain, with every built-in plugin loaded (the quickstart's config).
+# then latency at a fixed rate (half the slowest peer's throughput), each
+# request's latency counted from when it was due, so coordinated omission
+# does not hide the tail (bench/fixed-rate, built here), and the gateway's
+# resident memory over a million requests on the users chain, with every
+# built-in plugin loaded (the quickstart's config).
 #
 #   bench/compare.sh                      # 3 rounds of 5 s per case, then
 #                                         # 3 latency rounds of 10 s
@@ -25,8 +26,7 @@
 # Prints a table with ratios (gatehouse / peer) and writes
 # bench/results/compare.json. Needs nginx, haproxy and wrk (Debian packages:
 # installed here when running as root, else `sudo apt-get install nginx
-# haproxy wrk`) and oha (`cargo install --locked oha`; installed into
-# target/bench-tools when missing).
+# haproxy wrk`).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source bench/config.sh
@@ -41,14 +41,11 @@ UP=$((BASE_PORT + 1)) NGINX=$((BASE_PORT + 2)) HAPROXY=$((BASE_PORT + 3))
 HAPROXY_CHAIN=$((BASE_PORT + 4)) GATEWAY=$((BASE_PORT + 5))
 
 bench_need nginx haproxy wrk
-PATH="$PATH:/usr/sbin:$PWD/target/bench-tools/bin"
-if ! command -v oha >/dev/null; then
-    echo "compare: installing oha into target/bench-tools (a few minutes, once)" >&2
-    cargo install --locked --quiet --root target/bench-tools oha
-fi
+PATH="$PATH:/usr/sbin"
 
 cargo xtask plugins
 cargo build --release -p gatehouse
+cargo build --release -p fixed-rate
 
 work=$(mktemp -d)
 pids=()
@@ -191,19 +188,17 @@ declare -A RPS
 for c in "${CASES[@]}"; do RPS[$c]=$(median_rps "$c"); done
 
 # Latency at a fixed rate: half of the slowest peer's throughput, for both
-# pairs, with oha correcting for coordinated omission.
+# pairs, each request's latency counted from when it was due.
 latency() { # case, rate
-    oha --no-tui --output-format json --latency-correction -z "$RATE_DURATION" \
-        -c "$CONNECTIONS" -q "$2" -H "$AUTH" "${URL[$1]}" > "$work/oha-$1.json"
-    python3 - "$work/oha-$1.json" "$1" "$2" <<'PY'
+    target/release/fixed-rate -q "$2" -z "$RATE_DURATION" -c "$CONNECTIONS" -H "$AUTH" \
+        "${URL[$1]}" > "$work/rate-$1.json"
+    python3 - "$work/rate-$1.json" "$1" "$2" <<'PY'
 import json, sys
 r = json.load(open(sys.argv[1]))
-p = r["latencyPercentiles"]
-codes = r.get("statusCodeDistribution", {})
-bad = sum(n for code, n in codes.items() if code != "200")
+p = r["latency_us"]
+bad = r["errors"] + sum(n for code, n in r["statuses"].items() if code != "200")
 print(json.dumps({"case": sys.argv[2], "rate": int(float(sys.argv[3])),
-                  "p50_us": round(p["p50"] * 1e6), "p99_us": round(p["p99"] * 1e6),
-                  "non_200": bad}))
+                  "p50_us": p["p50"], "p99_us": p["p99"], "non_200": bad}))
 PY
 }
 plain_rate=$(python3 -c "print(int(min(${RPS[nginx]}, ${RPS[haproxy]}, ${RPS[gatehouse]}) / 2))")
@@ -223,8 +218,8 @@ rss_before=$(rss_kib)
 sampler=$!
 pids+=("$sampler")
 echo "memory: $MILLION requests on the users chain" >&2
-oha --no-tui --output-format json -n "$MILLION" -c "$CONNECTIONS" -H "$AUTH" \
-    "${URL[gatehouse-chain]}" > "$work/oha-million.json"
+target/release/fixed-rate -n "$MILLION" -c "$CONNECTIONS" -H "$AUTH" \
+    "${URL[gatehouse-chain]}" > "$work/million.json"
 kill "$sampler" 2>/dev/null || true
 rss_after=$(rss_kib)
 
@@ -246,13 +241,12 @@ for c in sorted({w["case"] for w in windows}, key=[w["case"] for w in windows].i
               "p99_us_each_round": [w["p99_us"] for w in mine],
               "non_200": sum(w["non_200"] for w in mine)}
 samples = [int(l) for l in open(f"{work}/rss.txt") if l.strip().isdigit()]
-m = json.load(open(f"{work}/oha-million.json"))
-codes = m.get("statusCodeDistribution", {})
+m = json.load(open(f"{work}/million.json"))
 half = samples[len(samples) // 2] if samples else int(before)
 mib = lambda kib: round(int(kib) / 1024, 1)
 print(json.dumps({
     "setup": {"rounds": int(rounds), "duration": duration, "connections": int(conns),
-              "workers": 1, "tool": "wrk -t1; oha --latency-correction -q RATE for latency"},
+              "workers": 1, "tool": "wrk -t1; bench/fixed-rate -q RATE for latency"},
     "throughput_rps": {c: round(v) for c, v in rps.items()},
     "throughput_ratio": {
         "gatehouse/nginx": round(rps["gatehouse"] / rps["nginx"], 3),
@@ -272,8 +266,8 @@ print(json.dumps({
         "rss_after_million_mib": mib(after),
         "rss_max_mib": mib(max(samples + [int(after)])),
         "requests": int(million),
-        "non_200": sum(n for c, n in codes.items() if c != "200"),
-        "million_rps": round(m["summary"]["requestsPerSec"]),
+        "non_200": m["errors"] + sum(n for c, n in m["statuses"].items() if c != "200"),
+        "million_rps": round(m["rate"]),
     },
 }, indent=2))
 PY
