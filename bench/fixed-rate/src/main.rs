@@ -211,38 +211,50 @@ impl Load {
     }
 }
 
-/// Releases request `i` at `start + i / rate` for `duration`.
-async fn pace(load: Rc<Load>, start: Instant, rate: f64, duration: Duration, tick: Duration) {
-    struct Timer(TimerFd);
-    impl AsRawFd for Timer {
-        fn as_raw_fd(&self) -> RawFd {
-            self.0.as_fd().as_raw_fd()
-        }
+/// A timerfd on the runtime, firing every `tick`: it paces the requests
+/// finer than tokio's millisecond timer.
+struct Timer(TimerFd);
+
+impl AsRawFd for Timer {
+    fn as_raw_fd(&self) -> RawFd {
+        self.0.as_fd().as_raw_fd()
     }
-    let timer = TimerFd::new(
-        ClockId::CLOCK_MONOTONIC,
-        TimerFlags::TFD_NONBLOCK | TimerFlags::TFD_CLOEXEC,
-    )
-    .and_then(|t| {
+}
+
+impl Timer {
+    fn every(tick: Duration) -> std::io::Result<AsyncFd<Timer>> {
+        let timer = TimerFd::new(
+            ClockId::CLOCK_MONOTONIC,
+            TimerFlags::TFD_NONBLOCK | TimerFlags::TFD_CLOEXEC,
+        )?;
         let every = TimeSpec::from_duration(tick);
-        t.set(Expiration::Interval(every), TimerSetTimeFlags::empty())?;
-        Ok(t)
-    })
-    .map_err(std::io::Error::from)
-    .and_then(|t| {
+        timer.set(Expiration::Interval(every), TimerSetTimeFlags::empty())?;
         // SAFETY: `Timer` owns the timerfd for as long as the `AsyncFd`
         // holds it and always names that same descriptor.
-        unsafe { AsyncFd::register_with_interest(Timer(t), Interest::READABLE) }
+        unsafe { AsyncFd::register_with_interest(Timer(timer), Interest::READABLE) }
             .map_err(std::io::Error::from)
-    })
-    .expect("a timerfd registered with the runtime");
+    }
+}
+
+/// Releases request `i` at `start + i / rate` for `duration`.
+async fn pace(
+    load: Rc<Load>,
+    timer: AsyncFd<Timer>,
+    start: Instant,
+    rate: f64,
+    duration: Duration,
+) {
     let total = (rate * duration.as_secs_f64()).round() as u64;
     let mut i = 0;
     while i < total {
-        let mut ready = timer
-            .readable()
-            .await
-            .expect("the timerfd stays registered");
+        let mut ready = match timer.readable().await {
+            Ok(ready) => ready,
+            Err(e) => {
+                // Ends the run early; the report shows why.
+                load.failed(format!("the pacing timer failed: {e}"));
+                break;
+            }
+        };
         // The expiry count is not needed: the clock says what is due.
         let _ = ready.get_inner().0.wait();
         ready.clear_ready();
@@ -306,7 +318,27 @@ async fn run(args: Args) -> Result<serde_json::Value, String> {
     if args.connections == 0 {
         return Err("--connections must be at least 1".into());
     }
-    let mut load = Rc::new(Load {
+    let timer = match args.rate {
+        Some(rate) if !(rate > 0.0 && rate.is_finite()) => {
+            return Err(format!("--rate {rate}: must be above 0"));
+        }
+        Some(_) if args.tick.is_zero() => return Err("--tick must be above 0".into()),
+        Some(_) => Some(Timer::every(args.tick).map_err(|e| format!("a pacing timer: {e}"))?),
+        None => None,
+    };
+    // Every connection is open before the first request is due.
+    let mut senders = Vec::with_capacity(args.connections);
+    for _ in 0..args.connections {
+        senders.push(target.connect().await?);
+    }
+    let start = Instant::now();
+    let start_monotonic = nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC)
+        .map_or(0.0, |t| t.tv_sec() as f64 + t.tv_nsec() as f64 / 1e9);
+    let windows = args.windows.filter(|w| !w.is_zero()).map(|every| {
+        let n = (args.duration.as_nanos() / every.as_nanos()) as usize + 1;
+        (start, every, RefCell::new(Vec::with_capacity(n)))
+    });
+    let load = Rc::new(Load {
         due: RefCell::default(),
         released: Notify::new(),
         paced_out: Cell::new(false),
@@ -316,26 +348,10 @@ async fn run(args: Args) -> Result<serde_json::Value, String> {
         ),
         statuses: RefCell::default(),
         errors: RefCell::default(),
-        windows: None,
+        windows,
     });
-    // Every connection is open before the first request is due.
-    let mut senders = Vec::with_capacity(args.connections);
-    for _ in 0..args.connections {
-        senders.push(target.connect().await?);
-    }
-    let start = Instant::now();
-    let start_monotonic = nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC)
-        .map_or(0.0, |t| t.tv_sec() as f64 + t.tv_nsec() as f64 / 1e9);
-    if let Some(every) = args.windows.filter(|w| !w.is_zero()) {
-        let n = (args.duration.as_nanos() / every.as_nanos()) as usize + 1;
-        Rc::get_mut(&mut load).expect("not shared yet").windows =
-            Some((start, every, RefCell::new(Vec::with_capacity(n))));
-    }
-    if let Some(rate) = args.rate {
-        if !(rate > 0.0 && rate.is_finite()) {
-            return Err(format!("--rate {rate}: must be above 0"));
-        }
-        tokio::task::spawn_local(pace(load.clone(), start, rate, args.duration, args.tick));
+    if let (Some(rate), Some(timer)) = (args.rate, timer) {
+        tokio::task::spawn_local(pace(load.clone(), timer, start, rate, args.duration));
     }
     let conns: Vec<_> = senders
         .into_iter()
