@@ -207,8 +207,10 @@ echo "latency at a fixed rate: $plain_rate req/s (plain), $chain_rate req/s (cha
 # One window's tail moves by milliseconds between runs on a shared 2-core
 # machine (every proxy's alike), so the cases alternate for LATENCY_ROUNDS
 # rounds as the throughput ones do, and each case's median round counts.
+# The upstream alone at the plain rate is the floor: what the load tool and
+# the machine add with no proxy in between.
 for round in $(seq "$LATENCY_ROUNDS"); do
-    for c in nginx haproxy gatehouse; do latency "$c" "$plain_rate" >> "$work/latency.jsonl"; done
+    for c in direct nginx haproxy gatehouse; do latency "$c" "$plain_rate" >> "$work/latency.jsonl"; done
     for c in haproxy-chain gatehouse-chain; do latency "$c" "$chain_rate" >> "$work/latency.jsonl"; done
 done
 
