@@ -198,7 +198,8 @@ r = json.load(open(sys.argv[1]))
 p = r["latency_us"]
 bad = r["errors"] + sum(n for code, n in r["statuses"].items() if code != "200")
 print(json.dumps({"case": sys.argv[2], "rate": int(float(sys.argv[3])),
-                  "p50_us": p["p50"], "p99_us": p["p99"], "non_200": bad}))
+                  "p50_us": p["p50"], "p99_us": p["p99"], "non_200": bad,
+                  "release_lag_p99_us": r["release_lag_us"]["p99"]}))
 PY
 }
 plain_rate=$(python3 -c "print(int(min(${RPS[nginx]}, ${RPS[haproxy]}, ${RPS[gatehouse]}) / 2))")
@@ -241,6 +242,8 @@ for c in sorted({w["case"] for w in windows}, key=[w["case"] for w in windows].i
               "p50_us": round(statistics.median(w["p50_us"] for w in mine)),
               "p99_us": round(statistics.median(w["p99_us"] for w in mine)),
               "p99_us_each_round": [w["p99_us"] for w in mine],
+              # How late the load tool released requests (its own share).
+              "release_lag_p99_us": round(statistics.median(w["release_lag_p99_us"] for w in mine)),
               "non_200": sum(w["non_200"] for w in mine)}
 samples = [int(l) for l in open(f"{work}/rss.txt") if l.strip().isdigit()]
 m = json.load(open(f"{work}/million.json"))

@@ -17,8 +17,10 @@
 //! With `--requests N` instead, the connections send N requests back to
 //! back, each latency counted from its send.
 //!
-//! Prints one JSON object: requests, errors, statuses, seconds, rate and
-//! `latency_us` (p50, p90, p99, p99.9, max).
+//! Prints one JSON object: requests, errors, statuses, seconds, rate,
+//! `latency_us` (p50, p90, p99, p99.9, max) and, at a rate,
+//! `release_lag_us`: how late the pacer released the requests, the tool's
+//! own share of each latency.
 
 use bytes::Bytes;
 use clap::Parser;
@@ -166,6 +168,9 @@ struct Load {
     /// Closed loop: requests still to send.
     left: Option<Cell<u64>>,
     latency_us: RefCell<Histogram<u64>>,
+    /// Open loop: how late the pacer released each request (the tool's own
+    /// share of each latency, up to a tick plus its wake-up).
+    release_lag_us: RefCell<Histogram<u64>>,
     statuses: RefCell<BTreeMap<u16, u64>>,
     errors: RefCell<BTreeMap<String, u64>>,
     /// With `--windows`: the run's start, the window length and each
@@ -264,6 +269,9 @@ async fn pace(
             if due > now {
                 break;
             }
+            let lag = now.duration_since(due).as_micros();
+            let lag = lag.try_into().unwrap_or(u64::MAX);
+            load.release_lag_us.borrow_mut().saturating_record(lag);
             load.due.borrow_mut().push_back(due);
             load.released.notify_one();
             i += 1;
@@ -313,6 +321,11 @@ async fn connection(
     }
 }
 
+/// Microseconds, from 1 µs to an hour, to three significant digits.
+fn micros() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, 3_600_000_000, 3).expect("valid bounds")
+}
+
 async fn run(args: Args) -> Result<serde_json::Value, String> {
     let target = Rc::new(Target::new(&args.url, &args.headers)?);
     if args.connections == 0 {
@@ -343,9 +356,8 @@ async fn run(args: Args) -> Result<serde_json::Value, String> {
         released: Notify::new(),
         paced_out: Cell::new(false),
         left: args.requests.map(Cell::new),
-        latency_us: RefCell::new(
-            Histogram::new_with_bounds(1, 3_600_000_000, 3).expect("valid bounds"),
-        ),
+        latency_us: RefCell::new(micros()),
+        release_lag_us: RefCell::new(micros()),
         statuses: RefCell::default(),
         errors: RefCell::default(),
         windows,
@@ -367,6 +379,12 @@ async fn run(args: Args) -> Result<serde_json::Value, String> {
     let errors = load.errors.borrow();
     let statuses = load.statuses.borrow();
     let q = |p: f64| h.value_at_quantile(p);
+    let lag = load.release_lag_us.borrow();
+    let release_lag = (!lag.is_empty()).then(|| {
+        serde_json::json!({
+            "p50": lag.value_at_quantile(0.5), "p99": lag.value_at_quantile(0.99), "max": lag.max(),
+        })
+    });
     let windows = load.windows.as_ref().map(|(_, every, slowest)| {
         serde_json::json!({
             "ms": every.as_secs_f64() * 1e3,
@@ -388,6 +406,7 @@ async fn run(args: Args) -> Result<serde_json::Value, String> {
         "latency_us": {
             "p50": q(0.5), "p90": q(0.9), "p99": q(0.99), "p99.9": q(0.999), "max": h.max(),
         },
+        "release_lag_us": release_lag,
         "windows": windows,
     }))
 }
