@@ -82,7 +82,7 @@ struct Args {
 
 fn parse_duration(s: &str) -> Result<Duration, String> {
     let (n, unit) = s
-        .find(|c: char| c.is_ascii_alphabetic())
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
         .map_or((s, "s"), |i| s.split_at(i));
     let n: f64 = n
         .parse()
@@ -507,6 +507,8 @@ mod tests {
         assert_eq!(parse_duration("10s"), Ok(Duration::from_secs(10)));
         assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
         assert_eq!(parse_duration("100us"), Ok(Duration::from_micros(100)));
+        assert_eq!(parse_duration("100µs"), Ok(Duration::from_micros(100)));
+        assert_eq!(parse_duration("1.5s"), Ok(Duration::from_millis(1500)));
         assert_eq!(parse_duration("2"), Ok(Duration::from_secs(2)));
         assert!(parse_duration("1x").unwrap_err().contains("unit"));
         assert!(parse_duration("s").is_err());
