@@ -45,6 +45,9 @@ PATH="$PATH:/usr/sbin"
 
 cargo xtask plugins
 cargo build --release -p gatehouse
+# A build of its own: built together, fixed-rate's nix would turn on libc's
+# extra_traits for the gateway too, rebuilding (and changing) the gateway's
+# whole dependency tree.
 cargo build --release -p fixed-rate
 
 work=$(mktemp -d)
