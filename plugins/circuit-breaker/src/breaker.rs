@@ -58,27 +58,27 @@ impl State {
     }
 
     fn decode(bytes: Option<&[u8]>) -> State {
-        let text = bytes
-            .and_then(|b| std::str::from_utf8(b).ok())
-            .unwrap_or("");
-        let mut words = text.split(' ');
-        let name = words.next();
-        // The numbers after the name (at most three are ever written).
-        let mut numbers = [0u64; 4];
+        // Read on every request (twice), so by bytes: no UTF-8 check, no
+        // char searcher. A name, then one to three numbers, one space apart.
+        let mut words = bytes.unwrap_or_default().split(|b| *b == b' ');
+        let name = words.next().unwrap_or_default();
+        let mut numbers = [0u64; 3];
         let mut count = 0;
-        for n in words.filter_map(|w| w.parse().ok()) {
-            numbers[count.min(3)] = n;
+        for word in words {
+            match (numbers.get_mut(count), number(word)) {
+                (Some(slot), Some(n)) => *slot = n,
+                _ => return State::Closed { failures: 0 },
+            }
             count += 1;
         }
-        let parts = &numbers[..count.min(4)];
-        match (name, parts) {
-            (Some("open"), [until]) => State::Open { until_ms: *until },
-            (Some("half-open"), [since, started, passed]) => State::HalfOpen {
+        match (name, &numbers[..count]) {
+            (b"open", [until]) => State::Open { until_ms: *until },
+            (b"half-open", [since, started, passed]) => State::HalfOpen {
                 since_ms: *since,
                 started: *started as u32,
                 passed: *passed as u32,
             },
-            (Some("closed"), [failures]) => State::Closed {
+            (b"closed", [failures]) => State::Closed {
                 failures: *failures as u32,
             },
             _ => State::Closed { failures: 0 },
@@ -86,8 +86,23 @@ impl State {
     }
 }
 
+/// A decimal number of ASCII digits only, as `State::encode` writes them.
+fn number(word: &[u8]) -> Option<u64> {
+    if word.is_empty() {
+        return None;
+    }
+    word.iter().try_fold(0u64, |n, &d| {
+        let digit = d.checked_sub(b'0').filter(|d| *d <= 9)?;
+        n.checked_mul(10)?.checked_add(u64::from(digit))
+    })
+}
+
 fn key(upstream: &str) -> String {
-    format!("state|{upstream}")
+    // Built on every request: joined by hand, not through `format!`.
+    let mut key = String::with_capacity(6 + upstream.len());
+    key.push_str("state|");
+    key.push_str(upstream);
+    key
 }
 
 impl Breaker {
@@ -279,6 +294,10 @@ mod tests {
             b"half-open 1 2",
             b"half-open 1 2 3 4",
             b"closed x",
+            b"closed 1 x",
+            b"closed -1",
+            b"closed  1",
+            b"closed 99999999999999999999",
             b"\xff",
         ] {
             assert_eq!(
