@@ -103,6 +103,7 @@ pub fn serve(live: Arc<Live>, listener: TcpListener) -> Running {
     let (stop, mut stopped) = watch::channel(false);
     let mut http = http1::Builder::new();
     http.header_read_timeout(gateway.server.header_read_timeout)
+        .writev(false)
         .max_buf_size(gateway.server.max_header_size)
         .max_headers(gateway.server.max_headers);
     let grace = gateway.server.shutdown_timeout;
