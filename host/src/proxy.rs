@@ -3,6 +3,7 @@
 
 use crate::timer::LazyTimer;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use smallvec::SmallVec;
 use std::net::SocketAddr;
 
 static HOP_BY_HOP: [HeaderName; 7] = [
@@ -33,19 +34,34 @@ fn is_hop_by_hop(name: &HeaderName) -> bool {
 /// Removes the headers meant for one connection only, including every
 /// header the `Connection` header names.
 pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
-    // Most messages carry none: one pass over the names finds that,
-    // where removing each candidate would hash it.
+    // Most messages carry none: one pass over the names finds that, where
+    // removing each candidate would hash it. Most others carry only
+    // `Connection: keep-alive` (nginx answers with it): only the names
+    // present are looked up again to be removed.
     if !headers.keys().any(is_hop_by_hop) {
         return;
     }
-    let named: Vec<HeaderName> = headers
+    let present: SmallVec<[HeaderName; 2]> = headers
+        .keys()
+        .filter(|n| is_hop_by_hop(n))
+        .cloned()
+        .collect();
+    // What `Connection` names besides the standard ones, which are gone
+    // with `present` when there.
+    let named: SmallVec<[HeaderName; 2]> = headers
         .get_all(header::CONNECTION)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
-        .filter_map(|n| HeaderName::from_bytes(n.trim().as_bytes()).ok())
+        .map(str::trim)
+        .filter(|n| {
+            !HOP_BY_HOP
+                .iter()
+                .any(|h| h.as_str().eq_ignore_ascii_case(n))
+        })
+        .filter_map(|n| HeaderName::from_bytes(n.as_bytes()).ok())
         .collect();
-    for n in named.iter().chain(HOP_BY_HOP.iter()) {
+    for n in present.iter().chain(&named) {
         headers.remove(n);
     }
 }
@@ -111,6 +127,31 @@ mod tests {
         strip_hop_by_hop(&mut h);
         assert_eq!(h.len(), 1);
         assert!(h.contains_key("x-kept"));
+    }
+
+    #[test]
+    fn connection_names_are_matched_in_any_case() {
+        let mut h = HeaderMap::new();
+        h.insert(
+            "connection",
+            "Keep-Alive, X-Secret , Upgrade".parse().unwrap(),
+        );
+        h.insert("keep-alive", "timeout=5".parse().unwrap());
+        h.insert("x-secret", "1".parse().unwrap());
+        h.insert("upgrade", "websocket".parse().unwrap());
+        h.insert("x-kept", "1".parse().unwrap());
+        strip_hop_by_hop(&mut h);
+        assert_eq!(h.keys().collect::<Vec<_>>(), ["x-kept"]);
+    }
+
+    #[test]
+    fn a_keep_alive_response_loses_only_its_connection_header() {
+        let mut h = HeaderMap::new();
+        h.insert("server", "nginx".parse().unwrap());
+        h.insert("content-length", "80".parse().unwrap());
+        h.insert("connection", "keep-alive".parse().unwrap());
+        strip_hop_by_hop(&mut h);
+        assert_eq!(h.keys().collect::<Vec<_>>(), ["server", "content-length"]);
     }
 
     #[test]
