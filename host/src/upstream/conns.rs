@@ -154,7 +154,7 @@ impl Connections {
         let _ = stream.set_nodelay(true);
         let keepalive = socket2::TcpKeepalive::new().with_time(TCP_KEEPALIVE);
         let _ = socket2::SockRef::from(&stream).set_tcp_keepalive(&keepalive);
-        // One buffer per message, as on the client side (server.rs).
+        // One buffer per message, as on the connections from clients (server.rs).
         let (sender, conn) = http1::Builder::new()
             .writev(false)
             .handshake(TokioIo::new(stream))
