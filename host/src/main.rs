@@ -10,11 +10,9 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 
-/// glibc's allocator showed as a sixth of a proxied request's CPU (malloc,
-/// free, consolidation); mimalloc's thread-local free lists are cheaper for
-/// the many small, short-lived buffers of an HTTP exchange.
+/// mimalloc (see `gatehouse::alloc` for why, and how it is called).
 #[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static ALLOCATOR: gatehouse::alloc::Mimalloc = gatehouse::alloc::Mimalloc;
 
 #[derive(Parser)]
 #[command(
