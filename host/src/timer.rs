@@ -43,16 +43,11 @@ impl LazyTimer {
     }
 
     /// Runs `fut` until `deadline`; `None` if the deadline came first.
-    pub async fn timeout_at<F: Future>(&self, deadline: Instant, fut: F) -> Option<F::Output> {
-        let mut fut = std::pin::pin!(fut);
-        let mut sleep = self.at(deadline);
-        std::future::poll_fn(|cx| {
-            if let Poll::Ready(out) = fut.as_mut().poll(cx) {
-                return Poll::Ready(Some(out));
-            }
-            Pin::new(&mut sleep).poll(cx).map(|()| None)
-        })
-        .await
+    pub fn timeout_at<F: Future>(&self, deadline: Instant, fut: F) -> Timeout<F> {
+        Timeout {
+            fut,
+            sleep: self.at(deadline),
+        }
     }
 
     fn take(&self) -> Option<Pin<Box<Sleep>>> {
@@ -71,6 +66,31 @@ impl LazyTimer {
     fn armed_for(&self) -> Option<tokio::time::Instant> {
         let idle = self.idle.lock().unwrap();
         idle.as_ref().map(|s| s.deadline())
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// A future with a deadline ([`LazyTimer::timeout_at`]). A struct
+    /// rather than an `async fn`: an `async fn` would hold the wrapped
+    /// future twice over (as its argument and pinned in its body), and the
+    /// upstream send it wraps is about a kilobyte, which every enclosing
+    /// future, up to each client connection's, carries.
+    pub struct Timeout<F> {
+        #[pin]
+        fut: F,
+        sleep: LazySleep,
+    }
+}
+
+impl<F: Future> Future for Timeout<F> {
+    type Output = Option<F::Output>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        if let Poll::Ready(out) = this.fut.poll(cx) {
+            return Poll::Ready(Some(out));
+        }
+        Pin::new(this.sleep).poll(cx).map(|()| None)
     }
 }
 
@@ -220,6 +240,20 @@ mod tests {
         let never = std::future::pending::<()>();
         assert_eq!(timer.timeout_at(start + 30 * MS, never).await, None);
         assert!(start.elapsed() >= 30 * MS);
+    }
+
+    #[test]
+    fn a_timeout_holds_its_future_once() {
+        let timer = LazyTimer::default();
+        let big = [0u8; 1024];
+        let fut = async move { big.len() };
+        let inner = std::mem::size_of_val(&fut);
+        let timeout = timer.timeout_at(Instant::now(), fut);
+        let outer = std::mem::size_of_val(&timeout);
+        assert!(
+            outer < inner + 128,
+            "{outer} bytes around a {inner}-byte future"
+        );
     }
 
     #[tokio::test]
