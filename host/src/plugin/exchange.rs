@@ -217,8 +217,10 @@ pub fn header_list(h: &HeaderMap) -> Vec<(String, String)> {
 /// same few headers on every request, and parsing a name that is not a
 /// standard one checks it byte by byte and allocates it anew (about 250
 /// instructions, seven times a request through the quickstart's users
-/// chain). Bounded: past `KEPT_NAMES`, new names replace old ones in turn.
+/// chain). Bounded: past `KEPT_NAMES`, new names replace old ones in turn,
+/// and names longer than `KEPT_NAME_LEN` are not kept.
 const KEPT_NAMES: usize = 32;
+const KEPT_NAME_LEN: usize = 64;
 
 #[derive(Default)]
 struct KeptNames {
@@ -241,7 +243,7 @@ fn parse_name(name: &str) -> Result<HeaderName, String> {
             .map_err(|_| format!("invalid header name \"{name}\""))?;
         // Only names given as they are written (lower case) are kept, so a
         // plugin that varies the case of a name cannot churn the others out.
-        if n.as_str() == name {
+        if n.as_str() == name && name.len() <= KEPT_NAME_LEN {
             if kept.names.len() < KEPT_NAMES {
                 kept.names.push(n.clone());
             } else {
@@ -352,6 +354,9 @@ mod tests {
             parse_name("bad name").unwrap_err(),
             "invalid header name \"bad name\""
         );
+        assert_eq!(kept(), ["x-user-id"]);
+        let long = "x-".repeat(KEPT_NAME_LEN);
+        assert_eq!(parse_name(&long).unwrap(), long.as_str());
         assert_eq!(kept(), ["x-user-id"]);
         // Past the bound, the oldest give way in turn and every name still
         // parses to itself.
