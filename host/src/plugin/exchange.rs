@@ -5,7 +5,7 @@
 use bytes::Bytes;
 use http::header::{HeaderMap, HeaderName, HeaderValue};
 use http::uri::PathAndQuery;
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::sync::Arc;
 
@@ -217,26 +217,19 @@ pub fn header_list(h: &HeaderMap) -> Vec<(String, String)> {
 /// same few headers on every request, and parsing a name that is not a
 /// standard one checks it byte by byte and allocates it anew (about 250
 /// instructions, seven times a request through the quickstart's users
-/// chain). Bounded: past `KEPT_NAMES`, new names replace old ones in turn,
+/// chain). Bounded: past `KEPT_NAMES`, each new name replaces the oldest,
 /// and names longer than `KEPT_NAME_LEN` are not kept.
 const KEPT_NAMES: usize = 32;
 const KEPT_NAME_LEN: usize = 64;
 
-#[derive(Default)]
-struct KeptNames {
-    names: Vec<HeaderName>,
-    /// The next to replace once full.
-    next: usize,
-}
-
 thread_local! {
-    static KEPT: std::cell::RefCell<KeptNames> = std::cell::RefCell::default();
+    static KEPT: std::cell::RefCell<VecDeque<HeaderName>> = std::cell::RefCell::default();
 }
 
 /// A header name a plugin gave, checked.
 fn parse_name(name: &str) -> Result<HeaderName, String> {
     KEPT.with_borrow_mut(|kept| {
-        if let Some(n) = kept.names.iter().find(|n| n.as_str() == name) {
+        if let Some(n) = kept.iter().find(|n| n.as_str() == name) {
             return Ok(n.clone());
         }
         let n = HeaderName::from_bytes(name.as_bytes())
@@ -244,13 +237,10 @@ fn parse_name(name: &str) -> Result<HeaderName, String> {
         // Only names given as they are written (lower case) are kept, so a
         // plugin that varies the case of a name cannot churn the others out.
         if n.as_str() == name && name.len() <= KEPT_NAME_LEN {
-            if kept.names.len() < KEPT_NAMES {
-                kept.names.push(n.clone());
-            } else {
-                let at = kept.next;
-                kept.names[at] = n.clone();
-                kept.next = (at + 1) % KEPT_NAMES;
+            if kept.len() == KEPT_NAMES {
+                kept.pop_front();
             }
+            kept.push_back(n.clone());
         }
         Ok(n)
     })
@@ -337,13 +327,13 @@ mod tests {
     use super::*;
 
     fn kept() -> Vec<String> {
-        KEPT.with_borrow(|k| k.names.iter().map(|n| n.as_str().to_owned()).collect())
+        KEPT.with_borrow(|k| k.iter().map(|n| n.as_str().to_owned()).collect())
     }
 
     #[test]
     fn header_names_are_kept_parsed_within_bounds() {
         // Whatever an earlier test on this thread left.
-        KEPT.with_borrow_mut(|k| *k = KeptNames::default());
+        KEPT.with_borrow_mut(VecDeque::clear);
         assert_eq!(parse_name("x-user-id").unwrap(), "x-user-id");
         assert_eq!(parse_name("x-user-id").unwrap(), "x-user-id");
         assert_eq!(kept(), ["x-user-id"]);
