@@ -1,4 +1,4 @@
-// The Gatehouse plugin SDK for JavaScript (contract gatehouse:plugin@0.1.4),
+// The Gatehouse plugin SDK for JavaScript (contract gatehouse:plugin@0.1.5),
 // for components built with componentize-js (StarlingMonkey).
 //
 //   import { Plugin, Reply, PluginError, exportPlugin } from "./gatehouse.js";
@@ -22,8 +22,8 @@
 // at a time: state on `this` lives across that instance's requests; state
 // shared by every instance goes through `state` (u64 values are BigInt there).
 
-import * as host from "gatehouse:plugin/host@0.1.4";
-import * as state from "gatehouse:plugin/state@0.1.4";
+import * as host from "gatehouse:plugin/host@0.1.5";
+import * as state from "gatehouse:plugin/state@0.1.5";
 
 export { state };
 

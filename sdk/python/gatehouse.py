@@ -1,4 +1,4 @@
-"""The Gatehouse plugin SDK for Python (contract gatehouse:plugin@0.1.4).
+"""The Gatehouse plugin SDK for Python (contract gatehouse:plugin@0.1.5).
 
 Subclass `Plugin`, implement `on_request` (and `on_response` if you need
 it), and export the class::

@@ -46,6 +46,7 @@ impl<S: Slot> Guest for S {
         })?;
         let plugin = S::Plugin::new(typed).map_err(|e| e.to_string())?;
         let hooks = wit_hooks(plugin.hooks());
+        plugin.edits().declare()?;
         S::with(|slot| *slot = Some(plugin));
         Ok(hooks)
     }

@@ -35,6 +35,7 @@
 extern crate self as gatehouse_sdk;
 
 pub mod config;
+mod edits;
 mod error;
 mod http;
 pub mod log;
@@ -43,6 +44,7 @@ pub mod outbound;
 mod reply;
 pub mod state;
 
+pub use edits::Edits;
 pub use error::{Error, Result};
 pub use http::{Context, Outcome, Request, Response};
 pub use reply::{Action, Reply};
@@ -169,6 +171,29 @@ pub trait Plugin: Sized + 'static {
     /// ```
     fn hooks(&self) -> Hooks {
         Hooks::of::<Self>()
+    }
+
+    /// Header edits the gateway makes itself at this plugin's place in the
+    /// chain, on every request or response, without calling the plugin
+    /// (see [`Edits`]). Asked once, after [`Plugin::new`]. By default none.
+    ///
+    /// ```no_run
+    /// # use gatehouse_sdk::{Edits, Plugin, Result};
+    /// # struct AddHeader { name: String, value: String }
+    /// # impl Plugin for AddHeader {
+    /// #     type Config = serde_json::Value;
+    /// #     fn new(_: serde_json::Value) -> Result<Self> { unimplemented!() }
+    /// // Nothing left to do per request: no call into the plugin at all.
+    /// const ON_REQUEST: bool = false;
+    /// const ON_RESPONSE: bool = false;
+    ///
+    /// fn edits(&self) -> Edits {
+    ///     Edits::new().set_request_header(&self.name, &self.value)
+    /// }
+    /// # }
+    /// ```
+    fn edits(&self) -> Edits {
+        Edits::new()
     }
 
     /// The request phase: change the request, or answer it with

@@ -55,7 +55,7 @@ async fn health_routes_plugins_and_upstreams_are_reported() {
             .unwrap_or_else(|| panic!("{n} in {plugins}"))
     };
     let kit = by_name("testkit");
-    assert_eq!(kit["contract"], "gatehouse:plugin@0.1.4");
+    assert_eq!(kit["contract"], "gatehouse:plugin@0.1.5");
     assert_eq!(kit["sha256"].as_str().unwrap().len(), 64);
     let size = std::fs::metadata(plugins_dir().join("testkit.wasm"))
         .unwrap()

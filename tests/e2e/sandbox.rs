@@ -257,7 +257,7 @@ plugin = "not-a-plugin"
 "#;
     let err = TestGateway::try_start(toml).await.err().expect("refused");
     assert!(
-        err.contains("not-a-plugin.wasm: not a plugin of the gatehouse:plugin@0.1.4 world"),
+        err.contains("not-a-plugin.wasm: not a plugin of the gatehouse:plugin@0.1.5 world"),
         "{err}"
     );
 }

@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
 const RUST_SDK: &[(&str, &str)] = &[
     ("src/__rt.rs", include_str!("../../../sdk/src/__rt.rs")),
     ("src/config.rs", include_str!("../../../sdk/src/config.rs")),
+    ("src/edits.rs", include_str!("../../../sdk/src/edits.rs")),
     ("src/error.rs", include_str!("../../../sdk/src/error.rs")),
     ("src/http.rs", include_str!("../../../sdk/src/http.rs")),
     ("src/lib.rs", include_str!("../../../sdk/src/lib.rs")),

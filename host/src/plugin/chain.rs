@@ -66,6 +66,7 @@ impl Chain {
         // One clock reading ends a call and starts the next.
         let mut clock = Instant::now();
         for (i, entry) in self.entries.iter().enumerate() {
+            entry.edits.request.apply(&mut req.parts.headers);
             if !entry.hooks.contains(Hooks::ON_REQUEST) {
                 continue;
             }
@@ -109,6 +110,7 @@ impl Chain {
         req.body_visible = false;
         let mut clock = Instant::now();
         for entry in self.entries[..ran].iter().rev() {
+            entry.edits.response.apply(&mut resp.parts.headers);
             if !entry.hooks.contains(Hooks::ON_RESPONSE) {
                 continue;
             }

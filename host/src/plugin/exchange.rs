@@ -227,7 +227,7 @@ thread_local! {
 }
 
 /// A header name a plugin gave, checked.
-fn parse_name(name: &str) -> Result<HeaderName, String> {
+pub(super) fn parse_name(name: &str) -> Result<HeaderName, String> {
     KEPT.with_borrow_mut(|kept| {
         if let Some(n) = kept.iter().find(|n| n.as_str() == name) {
             return Ok(n.clone());

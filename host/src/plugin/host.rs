@@ -4,6 +4,7 @@
 use super::bindings::gatehouse::plugin::{host, outbound, state, types};
 use super::bindings::{FetchError, FetchRequest, FetchResponse};
 use super::bindings::{Level, WindowCount};
+use super::edits::Declared;
 use super::exchange::{self, ContextRes, Message, RequestRes, ResponseRes};
 use super::outbound::FetchPolicy;
 use super::state::SharedState;
@@ -55,6 +56,8 @@ pub struct StoreData {
     /// Time the current call spent waiting on host I/O (outbound requests):
     /// given back to its CPU deadline, which is for the plugin's own work.
     pub io_wait: Duration,
+    /// The header edits `init` declares (`edits`); `None` outside `init`.
+    pub declared: Option<Declared>,
 }
 
 impl StoreData {
@@ -84,6 +87,7 @@ impl StoreData {
             services,
             fetch,
             io_wait: Duration::ZERO,
+            declared: None,
         }
     }
 }

@@ -6,6 +6,7 @@ mod bindings;
 mod chain;
 mod compile;
 mod disk_cache;
+mod edits;
 mod exchange;
 mod host;
 mod outbound;
@@ -42,7 +43,7 @@ pub const EPOCH_TICK: Duration = Duration::from_millis(1);
 pub const MAX_PLUGIN_FILE: u64 = 64 * 1024 * 1024;
 
 /// The contract version this host serves.
-pub const CONTRACT: &str = "gatehouse:plugin@0.1.4";
+pub const CONTRACT: &str = "gatehouse:plugin@0.1.5";
 
 /// Why a plugin could not be loaded or failed a call.
 #[derive(Debug, Clone, thiserror::Error)]

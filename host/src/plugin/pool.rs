@@ -4,6 +4,7 @@
 //! cap is retired so a slow leak inside a plugin cannot grow without end.
 
 use super::bindings::{Hooks, Plugin};
+use super::edits::Declared;
 use super::exchange::{ContextRes, RequestRes, ResponseRes};
 use super::host::{EntryTag, Services, StoreData};
 use super::outbound::FetchPolicy;
@@ -152,6 +153,9 @@ pub struct EntryPool {
     pub plugin: Arc<LoadedPlugin>,
     pub on_error: OnError,
     pub hooks: Hooks,
+    /// The header edits its plugin declared at `init`, made by the chain
+    /// at the entry's place.
+    pub edits: Declared,
     pub stats: EntryStats,
     metrics: PluginMetrics,
     config_json: String,
@@ -191,6 +195,7 @@ impl EntryPool {
             plugin,
             on_error: entry.on_error,
             hooks: Hooks::empty(),
+            edits: Declared::default(),
             stats: EntryStats::default(),
             metrics,
             config_json: entry.config_json.clone(),
@@ -205,8 +210,11 @@ impl EntryPool {
             max_idle: max_idle.clamp(1, entry.limits.instances),
             busy: Arc::new(Semaphore::new(entry.limits.instances)),
         };
-        let (warm, hooks) = pool.instantiate().await?;
+        // Every instance's `init` runs with the same config: the first's
+        // hooks and declared edits are the entry's.
+        let (warm, hooks, edits) = pool.instantiate().await?;
         pool.hooks = hooks;
+        pool.edits = edits;
         pool.checkin(warm);
         let pool = Arc::new(pool);
         pool.plugin.serves(&pool);
@@ -218,7 +226,7 @@ impl EntryPool {
         &self.services.ticker
     }
 
-    async fn instantiate(&self) -> Result<(Box<Warm>, Hooks), PluginError> {
+    async fn instantiate(&self) -> Result<(Box<Warm>, Hooks, Declared), PluginError> {
         // The component's start function and `init` run under a deadline.
         let _ticking = self.ticker().hold();
         let data = StoreData::new(
@@ -259,12 +267,14 @@ impl EntryPool {
         });
         warm.arm(init_ticks, &Arc::from(""));
         warm.uses = 0;
-        match warm
+        warm.store.data_mut().declared = Some(Declared::default());
+        let result = warm
             .bindings
             .call_init(&mut warm.store, &self.config_json)
-            .await
-        {
-            Ok(Ok(hooks)) => Ok((warm, hooks)),
+            .await;
+        let declared = warm.store.data_mut().declared.take().unwrap_or_default();
+        match result {
+            Ok(Ok(hooks)) => Ok((warm, hooks, declared)),
             Ok(Err(message)) => Err(PluginError::Init(message)),
             Err(e) => Err(PluginError::from_trap(&e, &warm.store, "init")),
         }
