@@ -304,3 +304,60 @@ response = [["x-good-response", "1"], ["", "no name"]]
         Some("invalid header name \"\"")
     );
 }
+
+/// A transform entry whose only rules set `x-a` on the request and
+/// `x-chain-response` on the response: edits the gateway makes itself.
+fn declaring(value: &str) -> String {
+    format!(
+        "[[routes.plugins]]\nplugin = \"transform\"\n\
+         [routes.plugins.config.request]\nset_headers = {{ \"x-a\" = \"{value}\" }}\n\
+         [routes.plugins.config.response]\nset_headers = {{ \"x-chain-response\" = \"{value}\" }}\n"
+    )
+}
+
+#[tokio::test]
+async fn declared_edits_are_made_at_the_plugins_place_in_the_chain() {
+    // testkit's trace appends to `x-chain-response` in the response phase,
+    // which runs in reverse: a declared set before it in the chain comes
+    // after it on the way back, and replaces what it appended.
+    for (chain, back) in [
+        ([declaring("d"), trace("kit")], vec!["d"]),
+        ([trace("kit"), declaring("d")], vec!["d", "kit"]),
+    ] {
+        let (gw, _up) = with_chain(&chain.concat()).await;
+        let seen = TestClient::default().get(&gw.url("/items/1")).await;
+        assert_eq!(seen.status, 200);
+        assert_eq!(seen.upstream_header("x-a").as_deref(), Some("d"));
+        assert_eq!(seen.upstream_header("x-chain").as_deref(), Some("kit"));
+        let got: Vec<&str> = (seen.headers.get_all("x-chain-response").iter())
+            .map(|v| v.to_str().unwrap())
+            .collect();
+        assert_eq!(got, back, "{}", chain.concat());
+    }
+    // The same request header from a plugin's own hook: the later entry
+    // wins, whichever way round.
+    let hook = "[[routes.plugins]]\nplugin = \"add-header\"\nconfig = { name = \"x-a\", value = \"hook\" }\n";
+    for (chain, expected) in [
+        ([declaring("d"), hook.to_owned()], "hook"),
+        ([hook.to_owned(), declaring("d")], "d"),
+    ] {
+        let (gw, _up) = with_chain(&chain.concat()).await;
+        let seen = TestClient::default().get(&gw.url("/items/1")).await;
+        assert_eq!(seen.upstream_header("x-a").as_deref(), Some(expected));
+    }
+}
+
+#[tokio::test]
+async fn edits_declared_after_init_are_refused() {
+    let (gw, up) = with_chain(
+        "[[routes.plugins]]\nplugin = \"testkit\"\nconfig = { mode = \"declare-late\" }\n",
+    )
+    .await;
+    let seen = TestClient::default().get(&gw.url("/items/1")).await;
+    assert_eq!(seen.status, 200);
+    assert_eq!(
+        String::from_utf8_lossy(&seen.body),
+        "header edits are declared in `init` only"
+    );
+    assert_eq!(up.requests(), 0);
+}

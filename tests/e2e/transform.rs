@@ -119,3 +119,72 @@ async fn a_bad_rewrite_is_refused_at_load() {
     .await;
     assert!(err.contains("route \"users\", plugin \"transform\": init failed: `request.rewrite_path.from`: regex parse error"), "{err}");
 }
+
+const HEADER_RULES: &str = r#"[routes.plugins.config.request]
+set_headers = { "x-internal-request" = "true" }
+remove_headers = ["cookie"]
+[routes.plugins.config.response]
+set_headers = { "x-served-by" = "gatehouse" }
+remove_headers = ["x-powered-by"]"#;
+
+#[tokio::test]
+async fn header_rules_are_made_by_the_gateway_without_calling_the_plugin() {
+    let up = Echo::bind("up", "127.0.0.1:0").await.unwrap();
+    let routes = format!(
+        "[[routes]]\nname = \"users\"\npath = \"/api/*\"\nupstream = \"up\"\n\
+         [[routes.plugins]]\nplugin = \"transform\"\n{HEADER_RULES}\n"
+    );
+    let config = echo_config(&up, "admin_listen = \"127.0.0.1:0\"", &routes);
+    let gw = TestGateway::start(&config).await;
+    let c = TestClient::default();
+    for _ in 0..3 {
+        let seen = c
+            .get_with(
+                &gw.url("/api/v1/users/7"),
+                &[
+                    ("cookie", "session=secret"),
+                    ("x-internal-request", "forged"),
+                ],
+            )
+            .await;
+        assert_eq!(seen.status, 200);
+        let h = &seen.json()["headers"];
+        assert!(h.get("cookie").is_none(), "{h}");
+        assert_eq!(h["x-internal-request"], "true");
+        assert_eq!(seen.header("x-served-by"), Some("gatehouse"));
+        assert_eq!(seen.header("x-powered-by"), None, "the echo sends one");
+    }
+    let admin = format!("http://{}/admin/plugins", gw.admin.unwrap());
+    let plugins = c.get(&admin).await.json();
+    let transform = (plugins["plugins"].as_array().unwrap().iter())
+        .find(|p| p["name"] == "transform")
+        .unwrap();
+    assert_eq!(
+        transform["entries"][0]["stats"]["calls"], 0,
+        "header rules alone need no call into the plugin: {transform}"
+    );
+}
+
+#[tokio::test]
+async fn a_bad_header_in_the_rules_is_refused_at_load() {
+    let err = refusal(
+        "users",
+        "transform",
+        "[routes.plugins.config.response]\nset_headers = { \"x bad\" = \"1\" }",
+    )
+    .await;
+    assert!(
+        err.contains("init failed: invalid header name \"x bad\""),
+        "{err}"
+    );
+    let err = refusal(
+        "users",
+        "transform",
+        "[routes.plugins.config.request]\nset_headers = { \"x-ok\" = \"line\\nbreak\" }",
+    )
+    .await;
+    assert!(
+        err.contains("init failed: invalid value for header \"x-ok\""),
+        "{err}"
+    );
+}

@@ -25,7 +25,7 @@
 mod json;
 
 use gatehouse_sdk::{
-    Action, Context, Error, Hooks, Outcome, Plugin, Request, Response, Result, export,
+    Action, Context, Edits, Error, Hooks, Outcome, Plugin, Request, Response, Result, export,
 };
 use regex::Regex;
 use serde::Deserialize;
@@ -86,6 +86,23 @@ struct Transform {
     rename_json: Vec<(json::Path, String)>,
 }
 
+impl RequestRules {
+    /// Whether the header rules can be edits the gateway makes itself
+    /// (`Plugin::edits`): removals then sets, with no rename between them
+    /// (a rename reads the request).
+    fn headers_declared(&self) -> bool {
+        self.rename_headers.is_empty()
+    }
+
+    /// Whether anything is left for `on_request` to do.
+    fn needs_call(&self) -> bool {
+        !self.headers_declared()
+            || self.rewrite_path.is_some()
+            || !self.add_query.is_empty()
+            || !self.remove_query.is_empty()
+    }
+}
+
 impl ResponseRules {
     fn has_json_rules(&self) -> bool {
         !self.remove_json_fields.is_empty()
@@ -126,31 +143,55 @@ impl Plugin for Transform {
     fn hooks(&self) -> Hooks {
         let resp = &self.config.response;
         Hooks {
-            on_response: !resp.set_headers.is_empty()
-                || !resp.remove_headers.is_empty()
-                || resp.has_json_rules(),
+            on_request: self.config.request.needs_call(),
+            // Header rules are edits the gateway makes: only JSON rules
+            // need a call.
+            on_response: resp.has_json_rules(),
             response_body: resp.has_json_rules(),
             ..Hooks::of::<Self>()
         }
     }
 
-    fn on_request(&mut self, _ctx: &Context, req: &mut Request) -> Result<Action> {
-        let rules = &self.config.request;
-        for name in &rules.remove_headers {
-            req.remove_header(name)?;
-        }
-        for (from, to) in &rules.rename_headers {
-            let values = req.header_all(from);
-            if !values.is_empty() {
-                req.remove_header(from)?;
-                req.remove_header(to)?;
-                for v in values {
-                    req.append_header(to, &v)?;
-                }
+    fn edits(&self) -> Edits {
+        let (req, resp) = (&self.config.request, &self.config.response);
+        let mut edits = Edits::new();
+        if req.headers_declared() {
+            for name in &req.remove_headers {
+                edits = edits.remove_request_header(name);
+            }
+            for (name, value) in &req.set_headers {
+                edits = edits.set_request_header(name, value);
             }
         }
-        for (name, value) in &rules.set_headers {
-            req.set_header(name, value)?;
+        // Made before `on_response`, whose JSON rules come after them.
+        for name in &resp.remove_headers {
+            edits = edits.remove_response_header(name);
+        }
+        for (name, value) in &resp.set_headers {
+            edits = edits.set_response_header(name, value);
+        }
+        edits
+    }
+
+    fn on_request(&mut self, _ctx: &Context, req: &mut Request) -> Result<Action> {
+        let rules = &self.config.request;
+        if !rules.headers_declared() {
+            for name in &rules.remove_headers {
+                req.remove_header(name)?;
+            }
+            for (from, to) in &rules.rename_headers {
+                let values = req.header_all(from);
+                if !values.is_empty() {
+                    req.remove_header(from)?;
+                    req.remove_header(to)?;
+                    for v in values {
+                        req.append_header(to, &v)?;
+                    }
+                }
+            }
+            for (name, value) in &rules.set_headers {
+                req.set_header(name, value)?;
+            }
         }
         if let Some((re, to)) = &self.rewrite {
             let path = req.path();
@@ -191,12 +232,6 @@ impl Plugin for Transform {
         _: Outcome,
     ) -> Result<()> {
         let rules = &self.config.response;
-        for name in &rules.remove_headers {
-            resp.remove_header(name)?;
-        }
-        for (name, value) in &rules.set_headers {
-            resp.set_header(name, value)?;
-        }
         if rules.has_json_rules() {
             let is_json = resp
                 .header("content-type")
