@@ -128,6 +128,29 @@ fn the_response_phase_runs_on_the_stand_in_upstreams_answer() {
 }
 
 #[test]
+fn declared_edits_are_listed_and_made_without_hooks() {
+    let out = run(
+        "transform",
+        &[
+            "--config",
+            r#"{"request":{"set_headers":{"x-internal":"1"}},"response":{"set_headers":{"x-served-by":"gatehouse"},"remove_headers":["server"]}}"#,
+            "--upstream-header",
+            "server: upstream/1.0",
+        ],
+    );
+    assert_eq!(out.code, Some(0), "{}{}", out.stdout, out.stderr);
+    let l = lines(&out.stdout);
+    assert!(
+        l[1].ends_with("(hooks: none; declared edits: 1 request, 2 response)"),
+        "{}",
+        l[1]
+    );
+    assert!(l.contains(&"> x-internal: 1"), "{}", out.stdout);
+    assert!(l.contains(&"< x-served-by: gatehouse"), "{}", out.stdout);
+    assert!(!out.stdout.contains("upstream/1.0"), "{}", out.stdout);
+}
+
+#[test]
 fn a_config_init_refuses_is_reported_with_exit_status_1() {
     let out = run("rate-limit", &["--config", r#"{"limit":0,"window":"1m"}"#]);
     assert_eq!(out.code, Some(1), "{}{}", out.stdout, out.stderr);

@@ -89,9 +89,14 @@ pub async fn run(
         plugin.contract,
         plugin.compiled().as_str()
     );
+    let edits = &pool.edits;
+    let declared = match (edits.request.len(), edits.response.len()) {
+        (0, 0) => String::new(),
+        (req, resp) => format!("; declared edits: {req} request, {resp} response"),
+    };
     let _ = writeln!(
         report,
-        "init      ok in {} (hooks: {})",
+        "init      ok in {} (hooks: {}{declared})",
         ms(started.elapsed()),
         hook_names(pool.hooks)
     );
@@ -186,7 +191,7 @@ async fn once(
                 write_body(report, '>', req.body.as_deref());
                 write_bag(report, &ctx.bag, bag);
             }
-            if !chain.has_response_hooks() && ctx.response_headers.is_empty() {
+            if !chain.has_response_phase() && ctx.response_headers.is_empty() {
                 return Verdict::Continue;
             }
             let mut parts = http::Response::new(()).into_parts().0;

@@ -14,6 +14,8 @@ pub struct Chain {
     pub entries: Vec<Arc<EntryPool>>,
     /// Every hook some entry asked for, so the request path need not look.
     any: Hooks,
+    /// Whether some entry declared response edits.
+    response_edits: bool,
 }
 
 /// A plugin failure that stops the request (fail-closed).
@@ -36,7 +38,12 @@ pub enum RequestStep {
 impl Chain {
     pub fn new(entries: Vec<Arc<EntryPool>>) -> Chain {
         let any = entries.iter().fold(Hooks::empty(), |acc, e| acc | e.hooks);
-        Chain { entries, any }
+        let response_edits = entries.iter().any(|e| !e.edits.response.is_empty());
+        Chain {
+            entries,
+            any,
+            response_edits,
+        }
     }
 
     pub fn wants_request_body(&self) -> bool {
@@ -50,6 +57,12 @@ impl Chain {
     /// Whether some entry's `on-response` will read the request afterwards.
     pub fn has_response_hooks(&self) -> bool {
         self.any.contains(Hooks::ON_RESPONSE)
+    }
+
+    /// Whether the response phase changes anything: some entry's
+    /// `on-response` or declared response edits.
+    pub fn has_response_phase(&self) -> bool {
+        self.has_response_hooks() || self.response_edits
     }
 
     pub fn is_empty(&self) -> bool {

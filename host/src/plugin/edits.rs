@@ -9,17 +9,21 @@ use super::host::StoreData;
 use http::{HeaderMap, HeaderName, HeaderValue};
 
 /// One edit, checked when it was declared.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 enum Edit {
     Set(HeaderName, HeaderValue),
     Remove(HeaderName),
 }
 
 /// One phase's edits, in the order declared.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Default)]
 pub struct HeaderEdits(Vec<Edit>);
 
 impl HeaderEdits {
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
     }
@@ -39,7 +43,7 @@ impl HeaderEdits {
 }
 
 /// What an entry's plugin declared, for each phase.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Default)]
 pub struct Declared {
     pub request: HeaderEdits,
     pub response: HeaderEdits,
