@@ -143,8 +143,19 @@ impl Breaker {
         }
     }
 
-    pub fn admit(&self, upstream: &str, now: u64) -> Admit {
+    /// Whether a request may go to the upstream. The clock is read only
+    /// when the breaker is not closed: a closed breaker admits whatever the
+    /// time, and is what nearly every request finds.
+    pub fn admit(&self, upstream: &str, now: impl Fn() -> u64) -> Admit {
         self.update(upstream, |s| match s {
+            State::Closed { .. } => (None, Admit::Closed),
+            s => self.admit_at(s, now()),
+        })
+    }
+
+    /// `admit`'s decision at `now`.
+    fn admit_at(&self, s: State, now: u64) -> (Option<State>, Admit) {
+        match s {
             State::Closed { .. } => (None, Admit::Closed),
             State::Open { until_ms } if now < until_ms => (
                 None,
@@ -188,7 +199,7 @@ impl Breaker {
                     retry_after_ms: (since_ms + self.open_for_ms).saturating_sub(now).max(1),
                 },
             ),
-        })
+        }
     }
 
     /// Records a call's result; `now` dates an opening, so it is read only

@@ -130,7 +130,10 @@ impl Plugin for CircuitBreaker {
 
     fn on_request(&mut self, ctx: &Context, req: &mut Request) -> Result<Action> {
         let upstream = ctx.upstream();
-        let now = clock::now_ms();
+        // Read once, and only when needed: to judge an open breaker or to
+        // time a slow call.
+        let read = std::cell::OnceCell::new();
+        let now = || *read.get_or_init(clock::now_ms);
         let trial = match self.breaker.admit(&upstream, now) {
             Admit::Closed => false,
             Admit::Trial => true,
@@ -151,7 +154,7 @@ impl Plugin for CircuitBreaker {
         let note = match (trial, self.slow_call_ms) {
             (false, None) => return Ok(Action::Continue),
             (true, None) => "trial".to_owned(),
-            (trial, Some(_)) => format!("{} {now}", if trial { "trial" } else { "-" }),
+            (trial, Some(_)) => format!("{} {}", if trial { "trial" } else { "-" }, now()),
         };
         ctx.set(NOTE_KEY, &note);
         Ok(Action::Continue)
