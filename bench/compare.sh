@@ -57,36 +57,9 @@ trap cleanup EXIT
 
 # The quickstart's demo token: HS256, quickstart-secret, expires in 2100.
 TOKEN=$(sed -n 's/^pub const TOKEN: &str = "\(.*\)";$/\1/p' bench/lib.rs)
-BODY='{"service":"users","id":42,"name":"Alice","email":"alice@example.com","body":""}'
 
-nginx_conf() { # name, port, location body
-    mkdir -p "$work/$1"
-    cat > "$work/$1/nginx.conf" <<EOF
-worker_processes 1;
-daemon off;
-master_process off;
-pid $work/$1/nginx.pid;
-error_log $work/$1/error.log warn;
-events { worker_connections 4096; }
-http {
-    access_log off;
-    client_body_temp_path $work/$1;
-    proxy_temp_path $work/$1;
-    fastcgi_temp_path $work/$1;
-    uwsgi_temp_path $work/$1;
-    scgi_temp_path $work/$1;
-    upstream up { server 127.0.0.1:$UP; keepalive 64; }
-    server {
-        listen 127.0.0.1:$2 reuseport;
-        location / { $3 }
-    }
-}
-EOF
-    nginx -p "$work/$1" -c "$work/$1/nginx.conf" &
-    pids+=($!)
-}
-nginx_conf upstream "$UP" "default_type application/json; return 200 '$BODY';"
-nginx_conf nginx "$NGINX" 'proxy_pass http://up; proxy_http_version 1.1; proxy_set_header Connection "";'
+bench_nginx upstream "$UP" "default_type application/json; return 200 '$BENCH_BODY';"
+bench_nginx nginx "$NGINX" 'proxy_pass http://up; proxy_http_version 1.1; proxy_set_header Connection "";'
 
 cat > "$work/haproxy.cfg" <<EOF
 global

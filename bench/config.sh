@@ -48,14 +48,65 @@ bench_users_route() {
         | sed 's/limit = 5, window = "1m"/limit = 1000000000, window = "1m"/'
 }
 
+# The small JSON body bench/compare.sh's upstream answers with.
+BENCH_BODY='{"service":"users","id":42,"name":"Alice","email":"alice@example.com","body":""}'
+
+# An nginx (one worker, in the foreground, logs and temporary files in
+# $work/NAME) on 127.0.0.1:PORT whose one location is BODY, with the pool
+# `up` on 127.0.0.1:$UP for a proxying one: bench_nginx NAME PORT BODY.
+# Adds its pid to $pids.
+bench_nginx() {
+    mkdir -p "$work/$1"
+    cat > "$work/$1/nginx.conf" <<EOF
+worker_processes 1;
+daemon off;
+master_process off;
+pid $work/$1/nginx.pid;
+error_log $work/$1/error.log warn;
+events { worker_connections 4096; }
+http {
+    access_log off;
+    client_body_temp_path $work/$1;
+    proxy_temp_path $work/$1;
+    fastcgi_temp_path $work/$1;
+    uwsgi_temp_path $work/$1;
+    scgi_temp_path $work/$1;
+    upstream up { server 127.0.0.1:${UP:-$2}; keepalive 64; }
+    server {
+        listen 127.0.0.1:$2 reuseport;
+        location / { $3 }
+    }
+}
+EOF
+    PATH="$PATH:/usr/sbin" nginx -p "$work/$1" -c "$work/$1/nginx.conf" &
+    pids+=($!)
+}
+
 # A temporary folder ($work), removed on exit with every process listed in
-# $pids, and the echo upstream (demo-services) on UPSTREAM_PORT.
+# $pids, and the upstream on UPSTREAM_PORT: with UPSTREAM=echo (the
+# default) demo-services' echo, whose JSON body carries the request's
+# headers; with UPSTREAM=nginx bench/compare.sh's, an nginx answering
+# BENCH_BODY (and `Connection: keep-alive`) to every request.
 bench_start_upstream() {
     work=$(mktemp -d)
     pids=()
     trap 'for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$work"' EXIT
-    target/release/demo-services "upstream=127.0.0.1:$UPSTREAM_PORT" >/dev/null &
-    pids+=($!)
+    case "${UPSTREAM:-echo}" in
+        echo)
+            target/release/demo-services "upstream=127.0.0.1:$UPSTREAM_PORT" >/dev/null &
+            pids+=($!)
+            ;;
+        nginx)
+            bench_need nginx
+            bench_nginx upstream "$UPSTREAM_PORT" \
+                "default_type application/json; return 200 '$BENCH_BODY';"
+            ;;
+        *)
+            echo "$(basename "$0"): UPSTREAM is echo or nginx, not \"$UPSTREAM\"" >&2
+            exit 1
+            ;;
+    esac
+    bench_wait_listening "$UPSTREAM_PORT" "${pids[-1]}"
 }
 
 # The bench's token (bench/lib.rs): a valid HS256 JWT for the users chain.

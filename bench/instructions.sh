@@ -10,14 +10,20 @@
 #   bench/instructions.sh
 #   GATEHOUSE=/tmp/gatehouse-before bench/instructions.sh
 #   ROUTES=none TOP=25 bench/instructions.sh
+#   UPSTREAM=nginx bench/instructions.sh   # bench/compare.sh's upstream
+#
+# The upstream is demo-services' echo (its JSON body carries the request's
+# headers), or with UPSTREAM=nginx the one bench/compare.sh measures
+# behind: nginx answering an 80-byte JSON body with `Connection:
+# keep-alive`, so the counts match the requests compare.sh times.
 #
 # Valgrind runs the gateway on a CPU model of its own, so plugins are
 # compiled for that model once (the `check` below fills the compile cache).
 # Under valgrind the plugin memory pool cannot be reserved and the gateway
 # gives each instance its own bounds-checked memory (it logs a warning), so
 # the chain's count includes bounds checks the pooled gateway does not run.
-# Needs valgrind and wrk (Debian packages; installed here when running as
-# root), `cargo xtask plugins` and the release builds.
+# Needs valgrind and wrk (and nginx for UPSTREAM=nginx: Debian packages;
+# installed here when running as root), `cargo xtask plugins` and the release builds.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source bench/config.sh

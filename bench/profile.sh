@@ -10,6 +10,7 @@
 #   bench/profile.sh                    # the quickstart's users chain
 #   ROUTE=none bench/profile.sh         # the route without plugins
 #   FLAME=1 bench/profile.sh            # and a flame graph (inferno)
+#   UPSTREAM=nginx bench/profile.sh     # behind bench/compare.sh's upstream
 #
 # Writes bench/results/profile-ROUTE.txt (and profile-ROUTE.svg with
 # FLAME=1, from a second run recording call stacks). Needs perf (Debian's linux-perf) and wrk, `cargo xtask plugins`
