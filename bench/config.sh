@@ -91,6 +91,11 @@ bench_start_upstream() {
     work=$(mktemp -d)
     pids=()
     trap 'for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$work"' EXIT
+    # Something already there would answer in the upstream's place.
+    if (exec 3<>"/dev/tcp/127.0.0.1/$UPSTREAM_PORT") 2>/dev/null; then
+        echo "$(basename "$0"): port $UPSTREAM_PORT is in use; set UPSTREAM_PORT" >&2
+        exit 1
+    fi
     case "${UPSTREAM:-echo}" in
         echo)
             target/release/demo-services "upstream=127.0.0.1:$UPSTREAM_PORT" >/dev/null &
