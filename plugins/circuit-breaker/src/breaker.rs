@@ -203,14 +203,16 @@ impl Breaker {
     }
 
     /// Records a call's result; `now` dates an opening, so it is read only
-    /// when `failed`.
-    pub fn record(&self, upstream: &str, trial: bool, failed: bool, now: u64) {
+    /// when `failed`. Whether the call was a half-open trial matters only to
+    /// a failure rate or a half-open breaker, so `trial` is asked only then:
+    /// a success through a closed breaker, nearly every call, never asks.
+    pub fn record(&self, upstream: &str, trial: impl Fn() -> bool, failed: bool, now: u64) {
         let rate_trips = match &self.trip {
             Trip::Rate {
                 rate,
                 min_calls,
                 window,
-            } if !trial => {
+            } if !trial() => {
                 let calls = state::incr(&format!("calls|{upstream}"), 1, *window);
                 let failures =
                     state::incr(&format!("failures|{upstream}"), i64::from(failed), *window);
@@ -239,12 +241,12 @@ impl Breaker {
                     (),
                 )
             }
-            State::HalfOpen { .. } if trial && failed => (Some(open), ()),
+            State::HalfOpen { .. } if failed && trial() => (Some(open), ()),
             State::HalfOpen {
                 since_ms,
                 started,
                 passed,
-            } if trial => {
+            } if trial() => {
                 let passed = passed + 1;
                 if passed >= self.half_open {
                     (Some(State::Closed { failures: 0 }), ())

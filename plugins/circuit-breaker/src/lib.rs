@@ -171,9 +171,11 @@ impl Plugin for CircuitBreaker {
         if matches!(outcome, Outcome::Plugin | Outcome::Gateway) {
             return Ok(());
         }
-        let note = ctx.get(NOTE_KEY).unwrap_or_default();
-        let (mark, start) = note.split_once(' ').unwrap_or((&note, ""));
-        let trial = mark == "trial";
+        // The request phase's note, read only when the answer needs it.
+        let note = std::cell::OnceCell::new();
+        let note = || note.get_or_init(|| ctx.get(NOTE_KEY).unwrap_or_default());
+        let mark = |i: usize| note().split(' ').nth(i).unwrap_or_default();
+        let trial = || mark(0) == "trial";
         let mut failed = match outcome {
             Outcome::Upstream => self.failure_statuses.contains(&resp.status()),
             _ => true,
@@ -185,7 +187,9 @@ impl Plugin for CircuitBreaker {
         } else {
             0
         };
-        if let (false, Some(limit), Ok(start)) = (failed, self.slow_call_ms, start.parse::<u64>()) {
+        if let (false, Some(limit)) = (failed, self.slow_call_ms)
+            && let Ok(start) = mark(1).parse::<u64>()
+        {
             failed = now.saturating_sub(start) > limit;
         }
         let upstream = ctx.upstream();
