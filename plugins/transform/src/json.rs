@@ -18,7 +18,8 @@ use std::fmt;
 pub enum Node<'a> {
     /// Untouched: the upstream's text.
     Raw(&'a RawValue),
-    Object(Members<'a>),
+    /// The members, and the object's text they were parsed from.
+    Object(Members<'a>, &'a str),
     Array(Vec<Node<'a>>),
 }
 
@@ -61,7 +62,7 @@ impl<'a> Node<'a> {
         match text.bytes().find(|b| !b.is_ascii_whitespace()) {
             Some(b'{') => serde_json::from_str::<MembersOf<'a>>(text)
                 .ok()
-                .map(|m| Node::Object(m.0)),
+                .map(|m| Node::Object(m.0, text)),
             Some(b'[') => serde_json::from_str::<Vec<&'a RawValue>>(text)
                 .ok()
                 .map(|items| Node::Array(items.into_iter().map(Node::Raw).collect())),
@@ -90,15 +91,36 @@ impl<'a> Node<'a> {
     fn write(&self, out: &mut Vec<u8>) {
         match self {
             Node::Raw(raw) => out.extend_from_slice(raw.get().as_bytes()),
-            Node::Object(members) => {
+            Node::Object(members, text) => {
                 out.push(b'{');
+                // Untouched members next to one another in the upstream's
+                // text are copied as one piece, separators and all.
+                let mut run: Option<(usize, usize)> = None;
                 for (i, (key, value)) in members.iter().enumerate() {
+                    let span = member_span(text, key, value);
+                    if let (Some((start, end)), Some((from, to))) = (run, span)
+                        && text.get(end..from).is_some_and(is_separator)
+                    {
+                        run = Some((start, to));
+                        continue;
+                    }
+                    if let Some((start, end)) = run.take() {
+                        out.extend_from_slice(&text.as_bytes()[start..end]);
+                    }
                     if i > 0 {
                         out.push(b',');
                     }
-                    key.write(out);
-                    out.push(b':');
-                    value.write(out);
+                    match span {
+                        Some(span) => run = Some(span),
+                        None => {
+                            key.write(out);
+                            out.push(b':');
+                            value.write(out);
+                        }
+                    }
+                }
+                if let Some((start, end)) = run {
+                    out.extend_from_slice(&text.as_bytes()[start..end]);
                 }
                 out.push(b'}');
             }
@@ -114,6 +136,29 @@ impl<'a> Node<'a> {
             }
         }
     }
+}
+
+/// Where `inner` lies in `text`, if it is a part of it.
+fn offset_in(text: &str, inner: &str) -> Option<usize> {
+    let at = (inner.as_ptr() as usize).checked_sub(text.as_ptr() as usize)?;
+    (at + inner.len() <= text.len()).then_some(at)
+}
+
+/// The text of an untouched member, `"key": value` as the upstream wrote
+/// it: its key borrowed from `text` and its value raw.
+fn member_span(text: &str, key: &Key<'_>, value: &Node<'_>) -> Option<(usize, usize)> {
+    let (Cow::Borrowed(key), Node::Raw(raw)) = (&key.0, value) else {
+        return None;
+    };
+    // The key's opening quote is the byte before it.
+    let start = offset_in(text, key)?.checked_sub(1)?;
+    let end = offset_in(text, raw.get())? + raw.get().len();
+    (start < end && text.as_bytes()[start] == b'"').then_some((start, end))
+}
+
+/// What lies between two members the upstream wrote next to each other.
+fn is_separator(gap: &str) -> bool {
+    gap.trim_matches(|c: char| c.is_ascii_whitespace()) == ","
 }
 
 /// A dotted field path (`meta.secret`), split once when the config is read.
@@ -154,7 +199,7 @@ pub fn rename(node: &mut Node<'_>, from: &Path, to: &str) {
 pub fn keep(node: &mut Node<'_>, fields: &[String]) {
     node.open();
     match node {
-        Node::Object(members) => members.retain(|(k, _)| fields.iter().any(|f| *f == k.0)),
+        Node::Object(members, _) => members.retain(|(k, _)| fields.iter().any(|f| *f == k.0)),
         Node::Array(items) => items.iter_mut().for_each(|v| keep(v, fields)),
         Node::Raw(_) => {}
     }
@@ -165,7 +210,7 @@ fn edit(node: &mut Node<'_>, path: &[String], f: &mut dyn FnMut(&mut Members<'_>
     node.open();
     match node {
         Node::Array(items) => items.iter_mut().for_each(|v| edit(v, path, f)),
-        Node::Object(members) => match path {
+        Node::Object(members, _) => match path {
             [] => {}
             [last] => f(members, last),
             [first, rest @ ..] => {
@@ -254,7 +299,36 @@ mod tests {
         remove(&mut node, &Path::new("drop"));
         assert_eq!(
             String::from_utf8(node.to_vec(0)).expect("utf-8"),
-            r#"{"b":[1, 2],"a":{"x" : "\u00e9"}}"#
+            r#"{"b" : [1, 2] , "a":{"x" : "\u00e9"}}"#
+        );
+    }
+
+    #[test]
+    fn a_run_of_untouched_members_ends_where_one_was_edited() {
+        let input = r#"{"a": 1, "b" : [1, 2], "drop": 3, "c":"x\ny", "old": {"e": 1}, "d" :null}"#;
+        let mut node = Node::parse(input.as_bytes()).expect("JSON");
+        remove(&mut node, &Path::new("drop"));
+        rename(&mut node, &Path::new("old"), "new");
+        let text = String::from_utf8(node.to_vec(0)).expect("utf-8");
+        assert_eq!(
+            text,
+            r#"{"a": 1, "b" : [1, 2],"c":"x\ny","new":{"e": 1},"d" :null}"#
+        );
+        let v: Value = serde_json::from_str(&text).expect("the output is JSON");
+        assert_eq!(
+            v,
+            json!({"a": 1, "b": [1, 2], "c": "x\ny", "new": {"e": 1}, "d": null})
+        );
+    }
+
+    #[test]
+    fn a_removal_inside_a_member_ends_the_run_around_it() {
+        let input = r#"{"a":1,"meta":{"secret":2,"page":1},"z":3}"#;
+        let mut node = Node::parse(input.as_bytes()).expect("JSON");
+        remove(&mut node, &Path::new("meta.secret"));
+        assert_eq!(
+            String::from_utf8(node.to_vec(0)).expect("utf-8"),
+            r#"{"a":1,"meta":{"page":1},"z":3}"#
         );
     }
 
