@@ -156,9 +156,18 @@ fn member_span(text: &str, key: &Key<'_>, value: &Node<'_>) -> Option<(usize, us
     (start < end && text.as_bytes()[start] == b'"').then_some((start, end))
 }
 
-/// What lies between two members the upstream wrote next to each other.
+/// What lies between two members the upstream wrote next to each other:
+/// one comma, and JSON's whitespace around it.
 fn is_separator(gap: &str) -> bool {
-    gap.trim_matches(|c: char| c.is_ascii_whitespace()) == ","
+    let mut commas = 0;
+    gap.bytes().all(|b| match b {
+        b',' => {
+            commas += 1;
+            commas == 1
+        }
+        b' ' | b'\t' | b'\n' | b'\r' => true,
+        _ => false,
+    }) && commas == 1
 }
 
 /// A dotted field path (`meta.secret`), split once when the config is read.
@@ -319,6 +328,16 @@ mod tests {
             v,
             json!({"a": 1, "b": [1, 2], "c": "x\ny", "new": {"e": 1}, "d": null})
         );
+    }
+
+    #[test]
+    fn separators_are_one_comma_and_whitespace() {
+        for gap in [",", " , ", ",\n\t ", "\r\n,"] {
+            assert!(is_separator(gap), "{gap:?}");
+        }
+        for gap in ["", " ", ",,", ", \"x\": 1,", ":"] {
+            assert!(!is_separator(gap), "{gap:?}");
+        }
     }
 
     #[test]
