@@ -22,6 +22,7 @@
 // at a time: state on `this` lives across that instance's requests; state
 // shared by every instance goes through `state` (u64 values are BigInt there).
 
+import * as declared from "gatehouse:plugin/edits@0.1.5";
 import * as host from "gatehouse:plugin/host@0.1.5";
 import * as state from "gatehouse:plugin/state@0.1.5";
 
@@ -193,6 +194,45 @@ export class Response extends Message {
   }
 }
 
+/** Header edits the gateway makes itself on every request or response, at
+ * the plugin's place in the chain, without calling the plugin (0.1.5): for
+ * edits the config fixes, such as a constant header set or a header removed.
+ * Returned by `Plugin.edits()` when the instance is created; a bad name or
+ * value refuses the config then. In each phase they are made in the order
+ * given, just before the plugin's own hook for that phase, or in its place:
+ * a plugin whose request phase is only such edits does not override
+ * `onRequest` and costs no call into JavaScript per request.
+ *
+ *   edits() {
+ *     return new Edits().removeRequestHeader("cookie").setResponseHeader("x-served-by", "gatehouse");
+ *   }
+ */
+export class Edits {
+  constructor() {
+    this.list = [];
+  }
+  /** Sets a header of the request on its way upstream, replacing any values it had. */
+  setRequestHeader(name, value) {
+    this.list.push(() => declared.setHeader("request", String(name), String(value)));
+    return this;
+  }
+  /** Removes every value of a request header. */
+  removeRequestHeader(name) {
+    this.list.push(() => declared.removeHeader("request", String(name)));
+    return this;
+  }
+  /** Sets a header of the response on its way to the client, replacing any values it had. */
+  setResponseHeader(name, value) {
+    this.list.push(() => declared.setHeader("response", String(name), String(value)));
+    return this;
+  }
+  /** Removes every value of a response header. */
+  removeResponseHeader(name) {
+    this.list.push(() => declared.removeHeader("response", String(name)));
+    return this;
+  }
+}
+
 /** Base class: override `onRequest` (and `onResponse` if needed). */
 export class Plugin {
   static requestBody = false;
@@ -200,6 +240,10 @@ export class Plugin {
 
   constructor(config) {
     this.config = config;
+  }
+  /** Header edits the gateway makes itself (see `Edits`); none by default. */
+  edits() {
+    return new Edits();
   }
   /** Return null to let the request through, or a Reply to answer. */
   onRequest(_ctx, _req) {
@@ -242,6 +286,7 @@ export function exportPlugin(cls) {
     init(config) {
       try {
         plugin = new cls(JSON.parse(config));
+        for (const declare of plugin.edits().list) checked(declare);
       } catch (e) {
         throw failure(e);
       }

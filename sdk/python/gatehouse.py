@@ -26,9 +26,11 @@ import json
 from typing import Callable, Iterable, List, Mapping, Optional, Tuple, Union
 
 from componentize_py_types import Err
+from wit_world.imports import edits as _edits
 from wit_world.imports import host, state, types  # noqa: F401  (state: for plugins)
 
 __all__ = [
+    "Edits",
     "Plugin",
     "PluginError",
     "Reply",
@@ -204,6 +206,52 @@ class Response(_Message):
         _checked(self._h.set_status, status)
 
 
+class Edits:
+    """Header edits the gateway makes itself on every request or response,
+    at the plugin's place in the chain, without calling the plugin (0.1.5):
+    for edits the config fixes, such as a constant header set or a header
+    removed. Returned by `Plugin.edits` when the instance is created; a bad
+    name or value refuses the config then. In each phase they are made in
+    the order given, just before the plugin's own hook for that phase, or
+    in its place: a plugin whose request phase is only such edits does not
+    define `on_request` and costs no call into Python per request::
+
+        def edits(self):
+            return (gatehouse.Edits()
+                    .remove_request_header("cookie")
+                    .set_response_header("x-served-by", "gatehouse"))
+    """
+
+    def __init__(self):
+        self._list: List[Tuple[Callable, tuple]] = []
+
+    def _with(self, call: Callable, *args) -> "Edits":
+        self._list.append((call, args))
+        return self
+
+    def set_request_header(self, name: str, value: str) -> "Edits":
+        """Sets a header of the request on its way upstream, replacing any
+        values it had."""
+        return self._with(_edits.set_header, _edits.Phase.REQUEST, name, str(value))
+
+    def remove_request_header(self, name: str) -> "Edits":
+        """Removes every value of a request header."""
+        return self._with(_edits.remove_header, _edits.Phase.REQUEST, name)
+
+    def set_response_header(self, name: str, value: str) -> "Edits":
+        """Sets a header of the response on its way to the client,
+        replacing any values it had."""
+        return self._with(_edits.set_header, _edits.Phase.RESPONSE, name, str(value))
+
+    def remove_response_header(self, name: str) -> "Edits":
+        """Removes every value of a response header."""
+        return self._with(_edits.remove_header, _edits.Phase.RESPONSE, name)
+
+    def _declare(self) -> None:
+        for call, args in self._list:
+            _checked(call, *args)
+
+
 class Plugin:
     """Base class. Set `request_body` / `response_body` to True to see bodies."""
 
@@ -212,6 +260,10 @@ class Plugin:
 
     def __init__(self, config: dict):
         self.config = config
+
+    def edits(self) -> Edits:
+        """Header edits the gateway makes itself (see `Edits`); none by default."""
+        return Edits()
 
     def on_request(self, ctx: Context, req: Request) -> Optional[Reply]:
         """Return None to let the request through, or a Reply to answer."""
@@ -258,6 +310,7 @@ def export(cls) -> type:
         def init(self, config: str) -> types.Hooks:
             try:
                 WitWorld.plugin = cls(json.loads(config))
+                WitWorld.plugin.edits()._declare()
             except Exception as e:  # the config is refused, with the reason
                 raise _fail(e) from None
             return hooks

@@ -1,7 +1,7 @@
 //! A plugin written in JavaScript with the JavaScript SDK
 //! (`examples/js-plugin`, canary-router), built by `gatehouse plugin build`
 //! (componentize-js) and served by the real gateway; and the SDK's list
-//! calls, through `tests/fixtures/js-set-headers`.
+//! calls and declared edits, through `tests/fixtures/js-set-headers`.
 
 use gatehouse_tests::*;
 use std::collections::HashMap;
@@ -9,6 +9,9 @@ use std::sync::LazyLock;
 
 static BUILT: LazyLock<BuiltExample> =
     LazyLock::new(|| BuiltExample::build("js-plugin", "canary-router"));
+
+static SET_HEADERS: LazyLock<BuiltExample> =
+    LazyLock::new(|| BuiltExample::fixture("js-set-headers", "set-headers-js"));
 
 async fn get(gw: &TestGateway, headers: &[(&str, &str)]) -> Seen {
     TestClient::default().get_with(&gw.url("/"), headers).await
@@ -107,5 +110,10 @@ async fn a_bad_config_is_refused_naming_route_plugin_and_field() {
 
 #[tokio::test]
 async fn set_headers_takes_pairs_or_a_table_and_refuses_a_bad_list_whole() {
-    assert_list_calls(&BuiltExample::fixture("js-set-headers", "set-headers-js")).await;
+    assert_list_calls(&SET_HEADERS).await;
+}
+
+#[tokio::test]
+async fn declared_edits_are_made_before_the_hooks_and_checked_at_init() {
+    assert_declared_edits(&SET_HEADERS).await;
 }

@@ -1,7 +1,7 @@
 //! A plugin written in Python with the Python SDK (`examples/python-plugin`,
 //! hmac-auth), built by `gatehouse plugin build` (componentize-py) and
-//! served by the real gateway; and the SDK's list calls, through
-//! `tests/fixtures/python-set-headers`.
+//! served by the real gateway; and the SDK's list calls and declared edits,
+//! through `tests/fixtures/python-set-headers`.
 
 use gatehouse_tests::*;
 use hmac::{KeyInit, Mac};
@@ -10,6 +10,9 @@ use std::sync::LazyLock;
 
 static BUILT: LazyLock<BuiltExample> =
     LazyLock::new(|| BuiltExample::build("python-plugin", "hmac-auth"));
+
+static SET_HEADERS: LazyLock<BuiltExample> =
+    LazyLock::new(|| BuiltExample::fixture("python-set-headers", "set-headers-py"));
 
 const KEYS: &str = r#"{ keys = { "partner-a" = "s3cret-partner-a" } }"#;
 
@@ -148,9 +151,10 @@ async fn a_memory_cap_below_what_python_needs_is_named_at_load() {
 
 #[tokio::test]
 async fn set_headers_takes_pairs_or_a_table_and_refuses_a_bad_list_whole() {
-    assert_list_calls(&BuiltExample::fixture(
-        "python-set-headers",
-        "set-headers-py",
-    ))
-    .await;
+    assert_list_calls(&SET_HEADERS).await;
+}
+
+#[tokio::test]
+async fn declared_edits_are_made_before_the_hooks_and_checked_at_init() {
+    assert_declared_edits(&SET_HEADERS).await;
 }

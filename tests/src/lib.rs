@@ -163,6 +163,38 @@ pub async fn assert_list_calls(built: &BuiltExample) {
     );
 }
 
+/// Checks an SDK's declared edits through a fixture built from
+/// `tests/fixtures/LANG-set-headers`: the gateway makes them in each phase
+/// just before the plugin's own hook (whose value then wins), and a bad one
+/// refuses the config with the host's message.
+pub async fn assert_declared_edits(built: &BuiltExample) {
+    let sent = [("x-drop", "1")];
+    // Without edits, the client's header reaches the upstream and the
+    // upstream's `x-powered-by` reaches the client.
+    let (gw, _up) = built.gateway("", "{}").await.expect("the config loads");
+    let seen = TestClient::default()
+        .get_with(&gw.url("/items/1"), &sent)
+        .await;
+    assert_eq!(seen.upstream_header("x-drop").as_deref(), Some("1"));
+    assert_eq!(seen.header("x-powered-by"), Some("demo-services"));
+
+    let config = r#"{ request = [["x-user-id", "42"]], edits = { set_request = [["x-declared", "yes"], ["x-user-id", "declared"]], remove_request = ["x-drop"], set_response = [["x-declared-response", "yes"]], remove_response = ["x-powered-by"] } }"#;
+    let (gw, _up) = built.gateway("", config).await.expect("the config loads");
+    let seen = TestClient::default()
+        .get_with(&gw.url("/items/1"), &sent)
+        .await;
+    assert_eq!(seen.status, 200);
+    assert_eq!(seen.upstream_header("x-declared").as_deref(), Some("yes"));
+    assert_eq!(seen.upstream_header("x-user-id").as_deref(), Some("42"));
+    assert_eq!(seen.upstream_header("x-drop"), None);
+    assert_eq!(seen.header("x-declared-response"), Some("yes"));
+    assert_eq!(seen.header("x-powered-by"), None);
+
+    let bad = r#"{ edits = { set_response = [["bad name", "1"]] } }"#;
+    let err = built.gateway("", bad).await.err().expect("refused");
+    assert!(err.contains("invalid header name \"bad name\""), "{err}");
+}
+
 /// The gatehouse binary, started and ready.
 pub struct Spawned {
     pub child: std::process::Child,
