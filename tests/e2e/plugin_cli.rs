@@ -288,3 +288,21 @@ fn new_refuses_bad_names_and_existing_folders() {
         0
     );
 }
+
+#[test]
+fn a_plugin_built_against_an_older_contract_is_named_so_and_served() {
+    // Built from the first contract's WIT; this gateway serves a later 0.1.
+    let out = run("contract-0-1-0", &["--config", "{}"]);
+    assert_eq!(out.code, Some(0), "{}{}", out.stdout, out.stderr);
+    assert!(
+        out.stdout.contains(", gatehouse:plugin@0.1.0, "),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        out.stdout.contains("on-request  continue"),
+        "{}",
+        out.stdout
+    );
+    assert!(out.stdout.contains("> x-contract: 0.1.0"), "{}", out.stdout);
+}

@@ -361,3 +361,21 @@ async fn edits_declared_after_init_are_refused() {
     );
     assert_eq!(up.requests(), 0);
 }
+
+#[tokio::test]
+async fn a_plugin_built_against_the_first_contract_runs_beside_newer_ones() {
+    // contract-0-1-0 is built from gatehouse:plugin@0.1.0's WIT; transform
+    // beside it declares edits, which came in 0.1.5.
+    let first = "[[routes.plugins]]\nplugin = \"contract-0-1-0\"\n";
+    let (gw, _up) = with_chain(&format!("{first}{}", declaring("d"))).await;
+    let seen = TestClient::default().get(&gw.url("/items/1")).await;
+    assert_eq!(seen.status, 200);
+    assert_eq!(seen.upstream_header("x-contract").as_deref(), Some("0.1.0"));
+    assert_eq!(
+        seen.upstream_header("x-method-seen").as_deref(),
+        Some("GET")
+    );
+    assert_eq!(seen.header("x-status-seen"), Some("200"));
+    assert_eq!(seen.upstream_header("x-a").as_deref(), Some("d"));
+    assert_eq!(seen.header("x-chain-response"), Some("d"));
+}

@@ -31,6 +31,7 @@ const WASM_PACKAGES: &[&str] = &[
     "testkit",
     "tenant-guard",
     "not-a-plugin",
+    "contract-0-1-0",
 ];
 const TARGET: &str = "wasm32-wasip2";
 
