@@ -309,6 +309,20 @@ char *gh_context_set_response_header(gh_context ctx, const char *name, const cha
         gatehouse_plugin_types_method_context_set_response_header(ctx, &n, &v, &err), &err);
 }
 
+char *gh_edit_set_header(gh_phase phase, const char *name, const char *value) {
+    plugin_string_t n = view(name), v = view(value), err;
+    return outcome(
+        gatehouse_plugin_edits_set_header((gatehouse_plugin_edits_phase_t)phase, &n, &v, &err),
+        &err);
+}
+
+char *gh_edit_remove_header(gh_phase phase, const char *name) {
+    plugin_string_t n = view(name), err;
+    return outcome(
+        gatehouse_plugin_edits_remove_header((gatehouse_plugin_edits_phase_t)phase, &n, &err),
+        &err);
+}
+
 void gh_log(gh_level level, const char *format, ...) {
     va_list args;
     va_start(args, format);

@@ -1,5 +1,5 @@
 /*
- * The Gatehouse plugin SDK for C (contract gatehouse:plugin@0.1.3).
+ * The Gatehouse plugin SDK for C (contract gatehouse:plugin@0.1.5).
  *
  * A plugin implements gh_init and gh_on_request (gh_on_response is
  * optional) and uses the helpers below; the SDK exports the contract's
@@ -110,6 +110,26 @@ void gh_context_set(gh_context ctx, const char *key, const char *value);
  * on_request it spares a plugin its own on_response. NULL, or why the host
  * refused (free it). Contract 0.1.3. */
 char *gh_context_set_response_header(gh_context ctx, const char *name, const char *value);
+
+/* ---- header edits the gateway makes itself (contract 0.1.5) ------------ */
+
+typedef enum {
+    GH_REQUEST_PHASE = GATEHOUSE_PLUGIN_EDITS_PHASE_REQUEST,
+    GH_RESPONSE_PHASE = GATEHOUSE_PLUGIN_EDITS_PHASE_RESPONSE,
+} gh_phase;
+
+/* Called from gh_init only: a header set (replacing any values it had) or
+ * removed on every request on its way upstream (GH_REQUEST_PHASE) or
+ * response on its way to the client (GH_RESPONSE_PHASE), by the gateway
+ * itself, at the plugin's place in the chain, without calling the plugin:
+ * for edits the config fixes. In each phase they are made in the order
+ * declared, just before the plugin's own hook for that phase, or in its
+ * place: a plugin whose phase is only such edits leaves that hook out of
+ * *hooks and is not called in it. NULL, or why the host refused (a bad
+ * name or value; free it), which gh_init should report to refuse the
+ * config. */
+char *gh_edit_set_header(gh_phase phase, const char *name, const char *value);
+char *gh_edit_remove_header(gh_phase phase, const char *name);
 
 /* ---- logging ----------------------------------------------------------- */
 

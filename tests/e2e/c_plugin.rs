@@ -1,5 +1,6 @@
 //! A plugin written in C with the C SDK (`examples/c-plugin`, cidr-guard),
-//! built by `gatehouse plugin build` and served by the real gateway.
+//! built by `gatehouse plugin build` and served by the real gateway; and the
+//! SDK's declared edits, through `tests/fixtures/c-set-headers`.
 
 use gatehouse_tests::*;
 use std::sync::LazyLock;
@@ -154,28 +155,7 @@ fn a_compile_error_is_reported_and_the_previous_component_kept() {
     );
 }
 
-#[test]
-fn a_plugin_built_against_an_older_contract_is_named_so_and_served() {
-    // The C SDK's bindings were generated from contract 0.1.3; the gateway
-    // serves a newer 0.1 contract and runs it all the same.
-    let out = gatehouse_cli(&[
-        "plugin",
-        "run",
-        BUILT.wasm.to_str().unwrap(),
-        "--config",
-        r#"{"allow": ["127.0.0.0/8"]}"#,
-        "--client",
-        "127.0.0.1:40000",
-    ]);
-    assert_eq!(out.code, Some(0), "{}{}", out.stdout, out.stderr);
-    assert!(
-        out.stdout.contains(", gatehouse:plugin@0.1.3, "),
-        "{}",
-        out.stdout
-    );
-    assert!(
-        out.stdout.contains("on-request  continue"),
-        "{}",
-        out.stdout
-    );
+#[tokio::test]
+async fn declared_edits_are_made_before_the_hook_and_checked_at_init() {
+    assert_declared_edits(&BuiltExample::fixture("c-set-headers", "set-headers-c")).await;
 }

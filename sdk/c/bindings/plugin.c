@@ -3,142 +3,159 @@
 #include <stdlib.h>
 #include <string.h>
 
-// Imported Functions from `gatehouse:plugin/host@0.1.3`
+// Imported Functions from `gatehouse:plugin/host@0.1.5`
 
-__attribute__((__import_module__("gatehouse:plugin/host@0.1.3"), __import_name__("log")))
+__attribute__((__import_module__("gatehouse:plugin/host@0.1.5"), __import_name__("log")))
 extern void __wasm_import_gatehouse_plugin_host_log(int32_t, uint8_t *, size_t);
 
-__attribute__((__import_module__("gatehouse:plugin/host@0.1.3"), __import_name__("now-ms")))
+__attribute__((__import_module__("gatehouse:plugin/host@0.1.5"), __import_name__("now-ms")))
 extern int64_t __wasm_import_gatehouse_plugin_host_now_ms(void);
 
-__attribute__((__import_module__("gatehouse:plugin/host@0.1.3"), __import_name__("monotonic-ns")))
+__attribute__((__import_module__("gatehouse:plugin/host@0.1.5"), __import_name__("monotonic-ns")))
 extern int64_t __wasm_import_gatehouse_plugin_host_monotonic_ns(void);
 
-__attribute__((__import_module__("gatehouse:plugin/host@0.1.3"), __import_name__("counter-add")))
+__attribute__((__import_module__("gatehouse:plugin/host@0.1.5"), __import_name__("counter-add")))
 extern void __wasm_import_gatehouse_plugin_host_counter_add(uint8_t *, size_t, uint8_t *, size_t, int64_t, uint8_t *);
 
-__attribute__((__import_module__("gatehouse:plugin/host@0.1.3"), __import_name__("gauge-set")))
+__attribute__((__import_module__("gatehouse:plugin/host@0.1.5"), __import_name__("gauge-set")))
 extern void __wasm_import_gatehouse_plugin_host_gauge_set(uint8_t *, size_t, uint8_t *, size_t, int64_t, uint8_t *);
 
-// Imported Functions from `gatehouse:plugin/state@0.1.3`
+// Imported Functions from `gatehouse:plugin/state@0.1.5`
 
-__attribute__((__import_module__("gatehouse:plugin/state@0.1.3"), __import_name__("incr")))
+__attribute__((__import_module__("gatehouse:plugin/state@0.1.5"), __import_name__("incr")))
 extern void __wasm_import_gatehouse_plugin_state_incr(uint8_t *, size_t, int64_t, int64_t, uint8_t *);
 
-__attribute__((__import_module__("gatehouse:plugin/state@0.1.3"), __import_name__("get")))
+__attribute__((__import_module__("gatehouse:plugin/state@0.1.5"), __import_name__("get")))
 extern void __wasm_import_gatehouse_plugin_state_get(uint8_t *, size_t, uint8_t *);
 
-__attribute__((__import_module__("gatehouse:plugin/state@0.1.3"), __import_name__("set")))
+__attribute__((__import_module__("gatehouse:plugin/state@0.1.5"), __import_name__("set")))
 extern void __wasm_import_gatehouse_plugin_state_set(uint8_t *, size_t, uint8_t *, size_t, int32_t, int64_t);
 
-__attribute__((__import_module__("gatehouse:plugin/state@0.1.3"), __import_name__("set-if-absent")))
+__attribute__((__import_module__("gatehouse:plugin/state@0.1.5"), __import_name__("set-if-absent")))
 extern int32_t __wasm_import_gatehouse_plugin_state_set_if_absent(uint8_t *, size_t, uint8_t *, size_t, int32_t, int64_t);
 
-__attribute__((__import_module__("gatehouse:plugin/state@0.1.3"), __import_name__("compare-and-swap")))
+__attribute__((__import_module__("gatehouse:plugin/state@0.1.5"), __import_name__("compare-and-swap")))
 extern int32_t __wasm_import_gatehouse_plugin_state_compare_and_swap(uint8_t *, size_t, int32_t, uint8_t *, size_t, uint8_t *, size_t, int32_t, int64_t);
 
-__attribute__((__import_module__("gatehouse:plugin/state@0.1.3"), __import_name__("delete")))
+__attribute__((__import_module__("gatehouse:plugin/state@0.1.5"), __import_name__("delete")))
 extern void __wasm_import_gatehouse_plugin_state_delete(uint8_t *, size_t);
 
-// Imported Functions from `gatehouse:plugin/types@0.1.3`
+// Imported Functions from `gatehouse:plugin/types@0.1.5`
 
-__attribute__((__import_module__("gatehouse:plugin/types@0.1.3"), __import_name__("[method]context.route")))
+__attribute__((__import_module__("gatehouse:plugin/types@0.1.5"), __import_name__("[method]context.route")))
 extern void __wasm_import_gatehouse_plugin_types_method_context_route(int32_t, uint8_t *);
 
-__attribute__((__import_module__("gatehouse:plugin/types@0.1.3"), __import_name__("[method]context.upstream")))
+__attribute__((__import_module__("gatehouse:plugin/types@0.1.5"), __import_name__("[method]context.upstream")))
 extern void __wasm_import_gatehouse_plugin_types_method_context_upstream(int32_t, uint8_t *);
 
-__attribute__((__import_module__("gatehouse:plugin/types@0.1.3"), __import_name__("[method]context.request-id")))
+__attribute__((__import_module__("gatehouse:plugin/types@0.1.5"), __import_name__("[method]context.request-id")))
 extern void __wasm_import_gatehouse_plugin_types_method_context_request_id(int32_t, uint8_t *);
 
-__attribute__((__import_module__("gatehouse:plugin/types@0.1.3"), __import_name__("[method]context.client-addr")))
+__attribute__((__import_module__("gatehouse:plugin/types@0.1.5"), __import_name__("[method]context.client-addr")))
 extern void __wasm_import_gatehouse_plugin_types_method_context_client_addr(int32_t, uint8_t *);
 
-__attribute__((__import_module__("gatehouse:plugin/types@0.1.3"), __import_name__("[method]context.get")))
+__attribute__((__import_module__("gatehouse:plugin/types@0.1.5"), __import_name__("[method]context.get")))
 extern void __wasm_import_gatehouse_plugin_types_method_context_get(int32_t, uint8_t *, size_t, uint8_t *);
 
-__attribute__((__import_module__("gatehouse:plugin/types@0.1.3"), __import_name__("[method]context.set")))
+__attribute__((__import_module__("gatehouse:plugin/types@0.1.5"), __import_name__("[method]context.set")))
 extern void __wasm_import_gatehouse_plugin_types_method_context_set(int32_t, uint8_t *, size_t, uint8_t *, size_t);
 
-__attribute__((__import_module__("gatehouse:plugin/types@0.1.3"), __import_name__("[method]context.set-response-header")))
+__attribute__((__import_module__("gatehouse:plugin/types@0.1.5"), __import_name__("[method]context.set-response-header")))
 extern void __wasm_import_gatehouse_plugin_types_method_context_set_response_header(int32_t, uint8_t *, size_t, uint8_t *, size_t, uint8_t *);
 
-__attribute__((__import_module__("gatehouse:plugin/types@0.1.3"), __import_name__("[method]request.method")))
+__attribute__((__import_module__("gatehouse:plugin/types@0.1.5"), __import_name__("[method]context.set-response-headers")))
+extern void __wasm_import_gatehouse_plugin_types_method_context_set_response_headers(int32_t, uint8_t *, size_t, uint8_t *);
+
+__attribute__((__import_module__("gatehouse:plugin/types@0.1.5"), __import_name__("[method]request.method")))
 extern void __wasm_import_gatehouse_plugin_types_method_request_method(int32_t, uint8_t *);
 
-__attribute__((__import_module__("gatehouse:plugin/types@0.1.3"), __import_name__("[method]request.set-method")))
+__attribute__((__import_module__("gatehouse:plugin/types@0.1.5"), __import_name__("[method]request.set-method")))
 extern void __wasm_import_gatehouse_plugin_types_method_request_set_method(int32_t, uint8_t *, size_t, uint8_t *);
 
-__attribute__((__import_module__("gatehouse:plugin/types@0.1.3"), __import_name__("[method]request.path")))
+__attribute__((__import_module__("gatehouse:plugin/types@0.1.5"), __import_name__("[method]request.path")))
 extern void __wasm_import_gatehouse_plugin_types_method_request_path(int32_t, uint8_t *);
 
-__attribute__((__import_module__("gatehouse:plugin/types@0.1.3"), __import_name__("[method]request.set-path")))
+__attribute__((__import_module__("gatehouse:plugin/types@0.1.5"), __import_name__("[method]request.set-path")))
 extern void __wasm_import_gatehouse_plugin_types_method_request_set_path(int32_t, uint8_t *, size_t, uint8_t *);
 
-__attribute__((__import_module__("gatehouse:plugin/types@0.1.3"), __import_name__("[method]request.query")))
+__attribute__((__import_module__("gatehouse:plugin/types@0.1.5"), __import_name__("[method]request.query")))
 extern void __wasm_import_gatehouse_plugin_types_method_request_query(int32_t, uint8_t *);
 
-__attribute__((__import_module__("gatehouse:plugin/types@0.1.3"), __import_name__("[method]request.set-query")))
+__attribute__((__import_module__("gatehouse:plugin/types@0.1.5"), __import_name__("[method]request.set-query")))
 extern void __wasm_import_gatehouse_plugin_types_method_request_set_query(int32_t, int32_t, uint8_t *, size_t, uint8_t *);
 
-__attribute__((__import_module__("gatehouse:plugin/types@0.1.3"), __import_name__("[method]request.header")))
+__attribute__((__import_module__("gatehouse:plugin/types@0.1.5"), __import_name__("[method]request.header")))
 extern void __wasm_import_gatehouse_plugin_types_method_request_header(int32_t, uint8_t *, size_t, uint8_t *);
 
-__attribute__((__import_module__("gatehouse:plugin/types@0.1.3"), __import_name__("[method]request.header-all")))
+__attribute__((__import_module__("gatehouse:plugin/types@0.1.5"), __import_name__("[method]request.header-all")))
 extern void __wasm_import_gatehouse_plugin_types_method_request_header_all(int32_t, uint8_t *, size_t, uint8_t *);
 
-__attribute__((__import_module__("gatehouse:plugin/types@0.1.3"), __import_name__("[method]request.headers")))
+__attribute__((__import_module__("gatehouse:plugin/types@0.1.5"), __import_name__("[method]request.headers")))
 extern void __wasm_import_gatehouse_plugin_types_method_request_headers(int32_t, uint8_t *);
 
-__attribute__((__import_module__("gatehouse:plugin/types@0.1.3"), __import_name__("[method]request.set-header")))
+__attribute__((__import_module__("gatehouse:plugin/types@0.1.5"), __import_name__("[method]request.set-header")))
 extern void __wasm_import_gatehouse_plugin_types_method_request_set_header(int32_t, uint8_t *, size_t, uint8_t *, size_t, uint8_t *);
 
-__attribute__((__import_module__("gatehouse:plugin/types@0.1.3"), __import_name__("[method]request.append-header")))
+__attribute__((__import_module__("gatehouse:plugin/types@0.1.5"), __import_name__("[method]request.set-headers")))
+extern void __wasm_import_gatehouse_plugin_types_method_request_set_headers(int32_t, uint8_t *, size_t, uint8_t *);
+
+__attribute__((__import_module__("gatehouse:plugin/types@0.1.5"), __import_name__("[method]request.append-header")))
 extern void __wasm_import_gatehouse_plugin_types_method_request_append_header(int32_t, uint8_t *, size_t, uint8_t *, size_t, uint8_t *);
 
-__attribute__((__import_module__("gatehouse:plugin/types@0.1.3"), __import_name__("[method]request.remove-header")))
+__attribute__((__import_module__("gatehouse:plugin/types@0.1.5"), __import_name__("[method]request.remove-header")))
 extern void __wasm_import_gatehouse_plugin_types_method_request_remove_header(int32_t, uint8_t *, size_t, uint8_t *);
 
-__attribute__((__import_module__("gatehouse:plugin/types@0.1.3"), __import_name__("[method]request.body")))
+__attribute__((__import_module__("gatehouse:plugin/types@0.1.5"), __import_name__("[method]request.body")))
 extern void __wasm_import_gatehouse_plugin_types_method_request_body(int32_t, uint8_t *);
 
-__attribute__((__import_module__("gatehouse:plugin/types@0.1.3"), __import_name__("[method]request.set-body")))
+__attribute__((__import_module__("gatehouse:plugin/types@0.1.5"), __import_name__("[method]request.set-body")))
 extern void __wasm_import_gatehouse_plugin_types_method_request_set_body(int32_t, uint8_t *, size_t, uint8_t *);
 
-__attribute__((__import_module__("gatehouse:plugin/types@0.1.3"), __import_name__("[method]response.status")))
+__attribute__((__import_module__("gatehouse:plugin/types@0.1.5"), __import_name__("[method]response.status")))
 extern int32_t __wasm_import_gatehouse_plugin_types_method_response_status(int32_t);
 
-__attribute__((__import_module__("gatehouse:plugin/types@0.1.3"), __import_name__("[method]response.set-status")))
+__attribute__((__import_module__("gatehouse:plugin/types@0.1.5"), __import_name__("[method]response.set-status")))
 extern void __wasm_import_gatehouse_plugin_types_method_response_set_status(int32_t, int32_t, uint8_t *);
 
-__attribute__((__import_module__("gatehouse:plugin/types@0.1.3"), __import_name__("[method]response.header")))
+__attribute__((__import_module__("gatehouse:plugin/types@0.1.5"), __import_name__("[method]response.header")))
 extern void __wasm_import_gatehouse_plugin_types_method_response_header(int32_t, uint8_t *, size_t, uint8_t *);
 
-__attribute__((__import_module__("gatehouse:plugin/types@0.1.3"), __import_name__("[method]response.header-all")))
+__attribute__((__import_module__("gatehouse:plugin/types@0.1.5"), __import_name__("[method]response.header-all")))
 extern void __wasm_import_gatehouse_plugin_types_method_response_header_all(int32_t, uint8_t *, size_t, uint8_t *);
 
-__attribute__((__import_module__("gatehouse:plugin/types@0.1.3"), __import_name__("[method]response.headers")))
+__attribute__((__import_module__("gatehouse:plugin/types@0.1.5"), __import_name__("[method]response.headers")))
 extern void __wasm_import_gatehouse_plugin_types_method_response_headers(int32_t, uint8_t *);
 
-__attribute__((__import_module__("gatehouse:plugin/types@0.1.3"), __import_name__("[method]response.set-header")))
+__attribute__((__import_module__("gatehouse:plugin/types@0.1.5"), __import_name__("[method]response.set-header")))
 extern void __wasm_import_gatehouse_plugin_types_method_response_set_header(int32_t, uint8_t *, size_t, uint8_t *, size_t, uint8_t *);
 
-__attribute__((__import_module__("gatehouse:plugin/types@0.1.3"), __import_name__("[method]response.append-header")))
+__attribute__((__import_module__("gatehouse:plugin/types@0.1.5"), __import_name__("[method]response.set-headers")))
+extern void __wasm_import_gatehouse_plugin_types_method_response_set_headers(int32_t, uint8_t *, size_t, uint8_t *);
+
+__attribute__((__import_module__("gatehouse:plugin/types@0.1.5"), __import_name__("[method]response.append-header")))
 extern void __wasm_import_gatehouse_plugin_types_method_response_append_header(int32_t, uint8_t *, size_t, uint8_t *, size_t, uint8_t *);
 
-__attribute__((__import_module__("gatehouse:plugin/types@0.1.3"), __import_name__("[method]response.remove-header")))
+__attribute__((__import_module__("gatehouse:plugin/types@0.1.5"), __import_name__("[method]response.remove-header")))
 extern void __wasm_import_gatehouse_plugin_types_method_response_remove_header(int32_t, uint8_t *, size_t, uint8_t *);
 
-__attribute__((__import_module__("gatehouse:plugin/types@0.1.3"), __import_name__("[method]response.body")))
+__attribute__((__import_module__("gatehouse:plugin/types@0.1.5"), __import_name__("[method]response.body")))
 extern void __wasm_import_gatehouse_plugin_types_method_response_body(int32_t, uint8_t *);
 
-__attribute__((__import_module__("gatehouse:plugin/types@0.1.3"), __import_name__("[method]response.set-body")))
+__attribute__((__import_module__("gatehouse:plugin/types@0.1.5"), __import_name__("[method]response.set-body")))
 extern void __wasm_import_gatehouse_plugin_types_method_response_set_body(int32_t, uint8_t *, size_t, uint8_t *);
 
-// Imported Functions from `gatehouse:plugin/outbound@0.1.3`
+// Imported Functions from `gatehouse:plugin/outbound@0.1.5`
 
-__attribute__((__import_module__("gatehouse:plugin/outbound@0.1.3"), __import_name__("fetch")))
+__attribute__((__import_module__("gatehouse:plugin/outbound@0.1.5"), __import_name__("fetch")))
 extern void __wasm_import_gatehouse_plugin_outbound_fetch(uint8_t *, size_t, uint8_t *, size_t, uint8_t *, size_t, uint8_t *, size_t, int32_t, int64_t, uint8_t *);
+
+// Imported Functions from `gatehouse:plugin/edits@0.1.5`
+
+__attribute__((__import_module__("gatehouse:plugin/edits@0.1.5"), __import_name__("set-header")))
+extern void __wasm_import_gatehouse_plugin_edits_set_header(int32_t, uint8_t *, size_t, uint8_t *, size_t, uint8_t *);
+
+__attribute__((__import_module__("gatehouse:plugin/edits@0.1.5"), __import_name__("remove-header")))
+extern void __wasm_import_gatehouse_plugin_edits_remove_header(int32_t, uint8_t *, size_t, uint8_t *);
 
 // Exported Functions from `plugin`
 
@@ -304,7 +321,7 @@ void gatehouse_plugin_types_action_free(gatehouse_plugin_types_action_t *ptr) {
   }
 }
 
-__attribute__((__import_module__("gatehouse:plugin/types@0.1.3"), __import_name__("[resource-drop]context")))
+__attribute__((__import_module__("gatehouse:plugin/types@0.1.5"), __import_name__("[resource-drop]context")))
 extern void __wasm_import_gatehouse_plugin_types_context_drop(int32_t handle);
 
 void gatehouse_plugin_types_context_drop_own(gatehouse_plugin_types_own_context_t handle) {
@@ -319,7 +336,7 @@ gatehouse_plugin_types_borrow_context_t gatehouse_plugin_types_borrow_context(ga
   return (gatehouse_plugin_types_borrow_context_t) { arg.__handle };
 }
 
-__attribute__((__import_module__("gatehouse:plugin/types@0.1.3"), __import_name__("[resource-drop]request")))
+__attribute__((__import_module__("gatehouse:plugin/types@0.1.5"), __import_name__("[resource-drop]request")))
 extern void __wasm_import_gatehouse_plugin_types_request_drop(int32_t handle);
 
 void gatehouse_plugin_types_request_drop_own(gatehouse_plugin_types_own_request_t handle) {
@@ -334,7 +351,7 @@ gatehouse_plugin_types_borrow_request_t gatehouse_plugin_types_borrow_request(ga
   return (gatehouse_plugin_types_borrow_request_t) { arg.__handle };
 }
 
-__attribute__((__import_module__("gatehouse:plugin/types@0.1.3"), __import_name__("[resource-drop]response")))
+__attribute__((__import_module__("gatehouse:plugin/types@0.1.5"), __import_name__("[resource-drop]response")))
 extern void __wasm_import_gatehouse_plugin_types_response_drop(int32_t handle);
 
 void gatehouse_plugin_types_response_drop_own(gatehouse_plugin_types_own_response_t handle) {
@@ -714,6 +731,31 @@ bool gatehouse_plugin_types_method_context_set_response_header(gatehouse_plugin_
   }
 }
 
+bool gatehouse_plugin_types_method_context_set_response_headers(gatehouse_plugin_types_borrow_context_t self, gatehouse_plugin_types_fields_t *headers, plugin_string_t *err) {
+  __attribute__((__aligned__(sizeof(void*))))
+  uint8_t ret_area[(3*sizeof(void*))];
+  uint8_t *ptr = (uint8_t *) &ret_area;
+  __wasm_import_gatehouse_plugin_types_method_context_set_response_headers((self).__handle, (uint8_t *) (*headers).ptr, (*headers).len, ptr);
+  gatehouse_plugin_host_result_void_string_t result;
+  switch ((int32_t) *((uint8_t*) (ptr + 0))) {
+    case 0: {
+      result.is_err = false;
+      break;
+    }
+    case 1: {
+      result.is_err = true;
+      result.val.err = (plugin_string_t) { (uint8_t*)(*((uint8_t **) (ptr + sizeof(void*)))), (*((size_t*) (ptr + (2*sizeof(void*))))) };
+      break;
+    }
+  }
+  if (!result.is_err) {
+    return 1;
+  } else {
+    *err = result.val.err;
+    return 0;
+  }
+}
+
 void gatehouse_plugin_types_method_request_method(gatehouse_plugin_types_borrow_request_t self, plugin_string_t *ret) {
   __attribute__((__aligned__(sizeof(void*))))
   uint8_t ret_area[(2*sizeof(void*))];
@@ -885,6 +927,31 @@ bool gatehouse_plugin_types_method_request_set_header(gatehouse_plugin_types_bor
   uint8_t ret_area[(3*sizeof(void*))];
   uint8_t *ptr = (uint8_t *) &ret_area;
   __wasm_import_gatehouse_plugin_types_method_request_set_header((self).__handle, (uint8_t *) (*name).ptr, (*name).len, (uint8_t *) (*value).ptr, (*value).len, ptr);
+  gatehouse_plugin_host_result_void_string_t result;
+  switch ((int32_t) *((uint8_t*) (ptr + 0))) {
+    case 0: {
+      result.is_err = false;
+      break;
+    }
+    case 1: {
+      result.is_err = true;
+      result.val.err = (plugin_string_t) { (uint8_t*)(*((uint8_t **) (ptr + sizeof(void*)))), (*((size_t*) (ptr + (2*sizeof(void*))))) };
+      break;
+    }
+  }
+  if (!result.is_err) {
+    return 1;
+  } else {
+    *err = result.val.err;
+    return 0;
+  }
+}
+
+bool gatehouse_plugin_types_method_request_set_headers(gatehouse_plugin_types_borrow_request_t self, gatehouse_plugin_types_fields_t *headers, plugin_string_t *err) {
+  __attribute__((__aligned__(sizeof(void*))))
+  uint8_t ret_area[(3*sizeof(void*))];
+  uint8_t *ptr = (uint8_t *) &ret_area;
+  __wasm_import_gatehouse_plugin_types_method_request_set_headers((self).__handle, (uint8_t *) (*headers).ptr, (*headers).len, ptr);
   gatehouse_plugin_host_result_void_string_t result;
   switch ((int32_t) *((uint8_t*) (ptr + 0))) {
     case 0: {
@@ -1093,6 +1160,31 @@ bool gatehouse_plugin_types_method_response_set_header(gatehouse_plugin_types_bo
   }
 }
 
+bool gatehouse_plugin_types_method_response_set_headers(gatehouse_plugin_types_borrow_response_t self, gatehouse_plugin_types_fields_t *headers, plugin_string_t *err) {
+  __attribute__((__aligned__(sizeof(void*))))
+  uint8_t ret_area[(3*sizeof(void*))];
+  uint8_t *ptr = (uint8_t *) &ret_area;
+  __wasm_import_gatehouse_plugin_types_method_response_set_headers((self).__handle, (uint8_t *) (*headers).ptr, (*headers).len, ptr);
+  gatehouse_plugin_host_result_void_string_t result;
+  switch ((int32_t) *((uint8_t*) (ptr + 0))) {
+    case 0: {
+      result.is_err = false;
+      break;
+    }
+    case 1: {
+      result.is_err = true;
+      result.val.err = (plugin_string_t) { (uint8_t*)(*((uint8_t **) (ptr + sizeof(void*)))), (*((size_t*) (ptr + (2*sizeof(void*))))) };
+      break;
+    }
+  }
+  if (!result.is_err) {
+    return 1;
+  } else {
+    *err = result.val.err;
+    return 0;
+  }
+}
+
 bool gatehouse_plugin_types_method_response_append_header(gatehouse_plugin_types_borrow_response_t self, plugin_string_t *name, plugin_string_t *value, plugin_string_t *err) {
   __attribute__((__aligned__(sizeof(void*))))
   uint8_t ret_area[(3*sizeof(void*))];
@@ -1250,6 +1342,56 @@ bool gatehouse_plugin_outbound_fetch(gatehouse_plugin_outbound_fetch_request_t *
   }
   if (!result.is_err) {
     *ret = result.val.ok;
+    return 1;
+  } else {
+    *err = result.val.err;
+    return 0;
+  }
+}
+
+bool gatehouse_plugin_edits_set_header(gatehouse_plugin_edits_phase_t phase, plugin_string_t *name, plugin_string_t *value, plugin_string_t *err) {
+  __attribute__((__aligned__(sizeof(void*))))
+  uint8_t ret_area[(3*sizeof(void*))];
+  uint8_t *ptr = (uint8_t *) &ret_area;
+  __wasm_import_gatehouse_plugin_edits_set_header((int32_t) phase, (uint8_t *) (*name).ptr, (*name).len, (uint8_t *) (*value).ptr, (*value).len, ptr);
+  gatehouse_plugin_host_result_void_string_t result;
+  switch ((int32_t) *((uint8_t*) (ptr + 0))) {
+    case 0: {
+      result.is_err = false;
+      break;
+    }
+    case 1: {
+      result.is_err = true;
+      result.val.err = (plugin_string_t) { (uint8_t*)(*((uint8_t **) (ptr + sizeof(void*)))), (*((size_t*) (ptr + (2*sizeof(void*))))) };
+      break;
+    }
+  }
+  if (!result.is_err) {
+    return 1;
+  } else {
+    *err = result.val.err;
+    return 0;
+  }
+}
+
+bool gatehouse_plugin_edits_remove_header(gatehouse_plugin_edits_phase_t phase, plugin_string_t *name, plugin_string_t *err) {
+  __attribute__((__aligned__(sizeof(void*))))
+  uint8_t ret_area[(3*sizeof(void*))];
+  uint8_t *ptr = (uint8_t *) &ret_area;
+  __wasm_import_gatehouse_plugin_edits_remove_header((int32_t) phase, (uint8_t *) (*name).ptr, (*name).len, ptr);
+  gatehouse_plugin_host_result_void_string_t result;
+  switch ((int32_t) *((uint8_t*) (ptr + 0))) {
+    case 0: {
+      result.is_err = false;
+      break;
+    }
+    case 1: {
+      result.is_err = true;
+      result.val.err = (plugin_string_t) { (uint8_t*)(*((uint8_t **) (ptr + sizeof(void*)))), (*((size_t*) (ptr + (2*sizeof(void*))))) };
+      break;
+    }
+  }
+  if (!result.is_err) {
     return 1;
   } else {
     *err = result.val.err;

@@ -203,6 +203,13 @@ typedef struct {
   } val;
 } gatehouse_plugin_outbound_result_fetch_response_fetch_error_t;
 
+typedef uint8_t gatehouse_plugin_edits_phase_t;
+
+// The request on its way upstream (`on-request`'s place).
+#define GATEHOUSE_PLUGIN_EDITS_PHASE_REQUEST 0
+// The response on its way to the client (`on-response`'s place).
+#define GATEHOUSE_PLUGIN_EDITS_PHASE_RESPONSE 1
+
 typedef gatehouse_plugin_types_hooks_t plugin_hooks_t;
 
 typedef gatehouse_plugin_types_action_t plugin_action_t;
@@ -231,7 +238,7 @@ typedef struct {
 
 typedef gatehouse_plugin_types_borrow_response_t plugin_borrow_response_t;
 
-// Imported Functions from `gatehouse:plugin/host@0.1.3`
+// Imported Functions from `gatehouse:plugin/host@0.1.5`
 // Writes to the gateway's log, tagged with the route, plugin and request id.
 extern void gatehouse_plugin_host_log(gatehouse_plugin_host_level_t level, plugin_string_t *message);
 // Wall-clock time: milliseconds since the Unix epoch.
@@ -247,7 +254,7 @@ extern bool gatehouse_plugin_host_counter_add(plugin_string_t *name, plugin_list
 // is either a counter or a gauge, and none of the gateway's own.
 extern bool gatehouse_plugin_host_gauge_set(plugin_string_t *name, plugin_list_tuple2_string_string_t *labels, int64_t value, plugin_string_t *err);
 
-// Imported Functions from `gatehouse:plugin/state@0.1.3`
+// Imported Functions from `gatehouse:plugin/state@0.1.5`
 // Adds `delta` to `key`'s counter in the current window of `window-ms`
 // milliseconds (windows are aligned to the Unix epoch) and returns it.
 extern void gatehouse_plugin_state_incr(plugin_string_t *key, int64_t delta, uint64_t window_ms, gatehouse_plugin_state_window_count_t *ret);
@@ -263,7 +270,7 @@ extern bool gatehouse_plugin_state_set_if_absent(plugin_string_t *key, plugin_li
 extern bool gatehouse_plugin_state_compare_and_swap(plugin_string_t *key, plugin_list_u8_t *maybe_expected, plugin_list_u8_t *value, uint64_t *maybe_ttl_ms);
 extern void gatehouse_plugin_state_delete(plugin_string_t *key);
 
-// Imported Functions from `gatehouse:plugin/types@0.1.3`
+// Imported Functions from `gatehouse:plugin/types@0.1.5`
 // The route's name from the configuration.
 extern void gatehouse_plugin_types_method_context_route(gatehouse_plugin_types_borrow_context_t self, plugin_string_t *ret);
 // The name of the route's upstream (state about an upstream, such as
@@ -288,6 +295,9 @@ extern void gatehouse_plugin_types_method_context_set(gatehouse_plugin_types_bor
 // decided in `on-request` (rate-limit counts, CORS) then needs no
 // `on-response` at all. Added in 0.1.3.
 extern bool gatehouse_plugin_types_method_context_set_response_header(gatehouse_plugin_types_borrow_context_t self, plugin_string_t *name, plugin_string_t *value, plugin_string_t *err);
+// `set-response-header` for each pair, in order, in one call: all
+// or nothing (a bad name or value sets none of them). Added in 0.1.4.
+extern bool gatehouse_plugin_types_method_context_set_response_headers(gatehouse_plugin_types_borrow_context_t self, gatehouse_plugin_types_fields_t *headers, plugin_string_t *err);
 extern void gatehouse_plugin_types_method_request_method(gatehouse_plugin_types_borrow_request_t self, plugin_string_t *ret);
 extern bool gatehouse_plugin_types_method_request_set_method(gatehouse_plugin_types_borrow_request_t self, plugin_string_t *method, plugin_string_t *err);
 // The path, without the query string.
@@ -304,6 +314,10 @@ extern void gatehouse_plugin_types_method_request_header_all(gatehouse_plugin_ty
 extern void gatehouse_plugin_types_method_request_headers(gatehouse_plugin_types_borrow_request_t self, gatehouse_plugin_types_fields_t *ret);
 // Replaces every value of a header with this one.
 extern bool gatehouse_plugin_types_method_request_set_header(gatehouse_plugin_types_borrow_request_t self, plugin_string_t *name, plugin_string_t *value, plugin_string_t *err);
+// `set-header` for each pair, in order, in one call (a name given
+// twice ends with its last value): all or nothing, a bad name or
+// value changes no header. Added in 0.1.4.
+extern bool gatehouse_plugin_types_method_request_set_headers(gatehouse_plugin_types_borrow_request_t self, gatehouse_plugin_types_fields_t *headers, plugin_string_t *err);
 // Adds a value to a header.
 extern bool gatehouse_plugin_types_method_request_append_header(gatehouse_plugin_types_borrow_request_t self, plugin_string_t *name, plugin_string_t *value, plugin_string_t *err);
 extern bool gatehouse_plugin_types_method_request_remove_header(gatehouse_plugin_types_borrow_request_t self, plugin_string_t *name, plugin_string_t *err);
@@ -317,6 +331,8 @@ extern bool gatehouse_plugin_types_method_response_header(gatehouse_plugin_types
 extern void gatehouse_plugin_types_method_response_header_all(gatehouse_plugin_types_borrow_response_t self, plugin_string_t *name, plugin_list_string_t *ret);
 extern void gatehouse_plugin_types_method_response_headers(gatehouse_plugin_types_borrow_response_t self, gatehouse_plugin_types_fields_t *ret);
 extern bool gatehouse_plugin_types_method_response_set_header(gatehouse_plugin_types_borrow_response_t self, plugin_string_t *name, plugin_string_t *value, plugin_string_t *err);
+// As the request's `set-headers`. Added in 0.1.4.
+extern bool gatehouse_plugin_types_method_response_set_headers(gatehouse_plugin_types_borrow_response_t self, gatehouse_plugin_types_fields_t *headers, plugin_string_t *err);
 extern bool gatehouse_plugin_types_method_response_append_header(gatehouse_plugin_types_borrow_response_t self, plugin_string_t *name, plugin_string_t *value, plugin_string_t *err);
 extern bool gatehouse_plugin_types_method_response_remove_header(gatehouse_plugin_types_borrow_response_t self, plugin_string_t *name, plugin_string_t *err);
 // The body, when the plugin asked for `response-body`.
@@ -324,9 +340,16 @@ extern bool gatehouse_plugin_types_method_response_body(gatehouse_plugin_types_b
 // Replaces the body (needs `response-body`); content-length follows.
 extern bool gatehouse_plugin_types_method_response_set_body(gatehouse_plugin_types_borrow_response_t self, plugin_list_u8_t *body, plugin_string_t *err);
 
-// Imported Functions from `gatehouse:plugin/outbound@0.1.3`
+// Imported Functions from `gatehouse:plugin/outbound@0.1.5`
 // Sends one request and waits for the whole response.
 extern bool gatehouse_plugin_outbound_fetch(gatehouse_plugin_outbound_fetch_request_t *request, gatehouse_plugin_outbound_fetch_response_t *ret, gatehouse_plugin_outbound_fetch_error_t *err);
+
+// Imported Functions from `gatehouse:plugin/edits@0.1.5`
+// Sets `name` to `value`, replacing any values it had. A bad name or
+// value is refused here, at `init`, not per request.
+extern bool gatehouse_plugin_edits_set_header(gatehouse_plugin_edits_phase_t phase, plugin_string_t *name, plugin_string_t *value, plugin_string_t *err);
+// Removes every value of `name`.
+extern bool gatehouse_plugin_edits_remove_header(gatehouse_plugin_edits_phase_t phase, plugin_string_t *name, plugin_string_t *err);
 
 // Exported Functions from `plugin`
 bool exports_plugin_init(plugin_string_t *config, plugin_hooks_t *ret, plugin_string_t *err);
