@@ -1,5 +1,5 @@
 // Package gatehouse is the Gatehouse plugin SDK for Go (contract
-// gatehouse:plugin@0.1.3), for components built with Go's wasip1 target.
+// gatehouse:plugin@0.1.5), for components built with Go's wasip1 target.
 //
 //	package main
 //
@@ -44,6 +44,7 @@ import (
 	"fmt"
 	"strings"
 
+	"gatehouse/bindings/gatehouse_plugin_edits"
 	"gatehouse/bindings/gatehouse_plugin_host"
 	"gatehouse/bindings/gatehouse_plugin_types"
 
@@ -64,6 +65,59 @@ type ResponsePlugin interface {
 // BodyPlugin asks for buffered bodies (Request.Body, Response.Body).
 type BodyPlugin interface {
 	WantsBodies() (request, response bool)
+}
+
+// EditsPlugin declares header edits the gateway makes itself (0.1.5): see
+// Edits. Edits is called once, when the instance is created.
+type EditsPlugin interface {
+	Edits() *Edits
+}
+
+// Edits are header edits the gateway makes itself on every request or
+// response, at the plugin's place in the chain, without calling the
+// plugin: for edits the config fixes, such as a constant header set or a
+// header removed. In each phase they are made in the order given, just
+// before the plugin's own hook for that phase; a bad name or value refuses
+// the config when the instance is created.
+//
+//	func (g *guard) Edits() *gatehouse.Edits {
+//		return new(gatehouse.Edits).RemoveRequestHeader("cookie").SetResponseHeader("x-served-by", "gatehouse")
+//	}
+type Edits struct{ list []func() error }
+
+func (e *Edits) with(edit func() error) *Edits {
+	e.list = append(e.list, edit)
+	return e
+}
+
+// SetRequestHeader sets a header of the request on its way upstream,
+// replacing any values it had.
+func (e *Edits) SetRequestHeader(name, value string) *Edits {
+	return e.with(func() error {
+		return checked(gatehouse_plugin_edits.SetHeader(gatehouse_plugin_edits.PhaseRequest, name, value))
+	})
+}
+
+// RemoveRequestHeader removes every value of a request header.
+func (e *Edits) RemoveRequestHeader(name string) *Edits {
+	return e.with(func() error {
+		return checked(gatehouse_plugin_edits.RemoveHeader(gatehouse_plugin_edits.PhaseRequest, name))
+	})
+}
+
+// SetResponseHeader sets a header of the response on its way to the
+// client, replacing any values it had.
+func (e *Edits) SetResponseHeader(name, value string) *Edits {
+	return e.with(func() error {
+		return checked(gatehouse_plugin_edits.SetHeader(gatehouse_plugin_edits.PhaseResponse, name, value))
+	})
+}
+
+// RemoveResponseHeader removes every value of a response header.
+func (e *Edits) RemoveResponseHeader(name string) *Edits {
+	return e.with(func() error {
+		return checked(gatehouse_plugin_edits.RemoveHeader(gatehouse_plugin_edits.PhaseResponse, name))
+	})
 }
 
 // Factory makes the plugin from the entry's config; an error refuses the
@@ -260,6 +314,15 @@ func Start(configJSON string) (hooks uint8, err error) {
 	p, err := factory(config)
 	if err != nil {
 		return 0, err
+	}
+	if e, ok := p.(EditsPlugin); ok {
+		if edits := e.Edits(); edits != nil {
+			for _, declare := range edits.list {
+				if err := declare(); err != nil {
+					return 0, err
+				}
+			}
+		}
 	}
 	instance = p
 	hooks = gatehouse_plugin_types.HooksOnRequest

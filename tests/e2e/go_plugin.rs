@@ -1,6 +1,7 @@
 //! A plugin written in Go with the Go SDK (`examples/go-plugin`,
 //! body-guard), built by `gatehouse plugin build` (Go's wasip1 target) and
-//! served by the real gateway.
+//! served by the real gateway; and the SDK's declared edits, through
+//! `tests/fixtures/go-set-headers`.
 
 use gatehouse_tests::*;
 use http::Method;
@@ -105,4 +106,9 @@ async fn a_bad_config_is_refused_naming_route_plugin_and_field() {
         err.contains("`content_types` must be a list of strings"),
         "{err}"
     );
+}
+
+#[tokio::test]
+async fn declared_edits_are_made_before_the_hook_and_checked_at_init() {
+    assert_declared_edits(&BuiltExample::fixture("go-set-headers", "set-headers-go")).await;
 }

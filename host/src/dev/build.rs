@@ -33,12 +33,15 @@ macro_rules! files {
 }
 
 /// The Go SDK: the gatehouse package, the bindings wit-bindgen 0.61.1
-/// generates from wit/ with the exports glue, and the runtime package they
+/// generates from wit/ (`wit-bindgen go wit --world plugin`, imports moved
+/// under `gatehouse/bindings/`) with the exports glue, and the runtime package they
 /// use (go.bytecodealliance.org/pkg, as the wit-bindgen-go crate ships it).
 pub const GO_SDK: &[(&str, &[u8])] = files!("../../../sdk/go/":
     "go.mod",
     "gatehouse.go",
     "bindings/export_wit_world/exports.go",
+    "bindings/gatehouse_plugin_edits/empty.s",
+    "bindings/gatehouse_plugin_edits/wit_bindings.go",
     "bindings/gatehouse_plugin_host/empty.s",
     "bindings/gatehouse_plugin_host/wit_bindings.go",
     "bindings/gatehouse_plugin_outbound/empty.s",
