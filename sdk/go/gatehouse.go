@@ -83,41 +83,57 @@ type EditsPlugin interface {
 //	func (g *guard) Edits() *gatehouse.Edits {
 //		return new(gatehouse.Edits).RemoveRequestHeader("cookie").SetResponseHeader("x-served-by", "gatehouse")
 //	}
-type Edits struct{ list []func() error }
+type Edits struct{ list []edit }
 
-func (e *Edits) with(edit func() error) *Edits {
-	e.list = append(e.list, edit)
+// edit is one declared edit: a set, or a removal when remove is true.
+type edit struct {
+	phase       gatehouse_plugin_edits.Phase
+	name, value string
+	remove      bool
+}
+
+func (e *Edits) add(x edit) *Edits {
+	e.list = append(e.list, x)
 	return e
 }
 
 // SetRequestHeader sets a header of the request on its way upstream,
 // replacing any values it had.
 func (e *Edits) SetRequestHeader(name, value string) *Edits {
-	return e.with(func() error {
-		return checked(gatehouse_plugin_edits.SetHeader(gatehouse_plugin_edits.PhaseRequest, name, value))
-	})
+	return e.add(edit{phase: gatehouse_plugin_edits.PhaseRequest, name: name, value: value})
 }
 
 // RemoveRequestHeader removes every value of a request header.
 func (e *Edits) RemoveRequestHeader(name string) *Edits {
-	return e.with(func() error {
-		return checked(gatehouse_plugin_edits.RemoveHeader(gatehouse_plugin_edits.PhaseRequest, name))
-	})
+	return e.add(edit{phase: gatehouse_plugin_edits.PhaseRequest, name: name, remove: true})
 }
 
 // SetResponseHeader sets a header of the response on its way to the
 // client, replacing any values it had.
 func (e *Edits) SetResponseHeader(name, value string) *Edits {
-	return e.with(func() error {
-		return checked(gatehouse_plugin_edits.SetHeader(gatehouse_plugin_edits.PhaseResponse, name, value))
-	})
+	return e.add(edit{phase: gatehouse_plugin_edits.PhaseResponse, name: name, value: value})
 }
 
 // RemoveResponseHeader removes every value of a response header.
 func (e *Edits) RemoveResponseHeader(name string) *Edits {
-	return e.with(func() error {
-		return checked(gatehouse_plugin_edits.RemoveHeader(gatehouse_plugin_edits.PhaseResponse, name))
-	})
+	return e.add(edit{phase: gatehouse_plugin_edits.PhaseResponse, name: name, remove: true})
+}
+
+// declare hands the edits to the host, in order; the first it refuses
+// stops them.
+func (e *Edits) declare() error {
+	for _, x := range e.list {
+		var err error
+		if x.remove {
+			err = checked(gatehouse_plugin_edits.RemoveHeader(x.phase, x.name))
+		} else {
+			err = checked(gatehouse_plugin_edits.SetHeader(x.phase, x.name, x.value))
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // Factory makes the plugin from the entry's config; an error refuses the
@@ -317,10 +333,8 @@ func Start(configJSON string) (hooks uint8, err error) {
 	}
 	if e, ok := p.(EditsPlugin); ok {
 		if edits := e.Edits(); edits != nil {
-			for _, declare := range edits.list {
-				if err := declare(); err != nil {
-					return 0, err
-				}
+			if err := edits.declare(); err != nil {
+				return 0, err
 			}
 		}
 	}

@@ -209,27 +209,37 @@ export class Response extends Message {
  */
 export class Edits {
   constructor() {
+    /** [phase, name, value]; no value: a removal. */
     this.list = [];
+  }
+  add(phase, name, value) {
+    this.list.push([phase, String(name), value === undefined ? undefined : String(value)]);
+    return this;
   }
   /** Sets a header of the request on its way upstream, replacing any values it had. */
   setRequestHeader(name, value) {
-    this.list.push(() => declared.setHeader("request", String(name), String(value)));
-    return this;
+    return this.add("request", name, value);
   }
   /** Removes every value of a request header. */
   removeRequestHeader(name) {
-    this.list.push(() => declared.removeHeader("request", String(name)));
-    return this;
+    return this.add("request", name);
   }
   /** Sets a header of the response on its way to the client, replacing any values it had. */
   setResponseHeader(name, value) {
-    this.list.push(() => declared.setHeader("response", String(name), String(value)));
-    return this;
+    return this.add("response", name, value);
   }
   /** Removes every value of a response header. */
   removeResponseHeader(name) {
-    this.list.push(() => declared.removeHeader("response", String(name)));
-    return this;
+    return this.add("response", name);
+  }
+  /** Hands the edits to the host, in order; the first it refuses throws. */
+  declare() {
+    for (const [phase, name, value] of this.list)
+      checked(() =>
+        value === undefined
+          ? declared.removeHeader(phase, name)
+          : declared.setHeader(phase, name, value),
+      );
   }
 }
 
@@ -286,7 +296,7 @@ export function exportPlugin(cls) {
     init(config) {
       try {
         plugin = new cls(JSON.parse(config));
-        for (const declare of plugin.edits().list) checked(declare);
+        plugin.edits().declare();
       } catch (e) {
         throw failure(e);
       }

@@ -223,33 +223,38 @@ class Edits:
     """
 
     def __init__(self):
-        self._list: List[Tuple[Callable, tuple]] = []
+        # (phase, name, value); value None: a removal.
+        self._list: List[Tuple[object, str, Optional[str]]] = []
 
-    def _with(self, call: Callable, *args) -> "Edits":
-        self._list.append((call, args))
+    def _add(self, phase, name: str, value: Optional[str]) -> "Edits":
+        self._list.append((phase, name, value))
         return self
 
     def set_request_header(self, name: str, value: str) -> "Edits":
         """Sets a header of the request on its way upstream, replacing any
         values it had."""
-        return self._with(_edits.set_header, _edits.Phase.REQUEST, name, str(value))
+        return self._add(_edits.Phase.REQUEST, name, str(value))
 
     def remove_request_header(self, name: str) -> "Edits":
         """Removes every value of a request header."""
-        return self._with(_edits.remove_header, _edits.Phase.REQUEST, name)
+        return self._add(_edits.Phase.REQUEST, name, None)
 
     def set_response_header(self, name: str, value: str) -> "Edits":
         """Sets a header of the response on its way to the client,
         replacing any values it had."""
-        return self._with(_edits.set_header, _edits.Phase.RESPONSE, name, str(value))
+        return self._add(_edits.Phase.RESPONSE, name, str(value))
 
     def remove_response_header(self, name: str) -> "Edits":
         """Removes every value of a response header."""
-        return self._with(_edits.remove_header, _edits.Phase.RESPONSE, name)
+        return self._add(_edits.Phase.RESPONSE, name, None)
 
     def _declare(self) -> None:
-        for call, args in self._list:
-            _checked(call, *args)
+        """Hands the edits to the host, in order; the first it refuses raises."""
+        for phase, name, value in self._list:
+            if value is None:
+                _checked(_edits.remove_header, phase, name)
+            else:
+                _checked(_edits.set_header, phase, name, value)
 
 
 class Plugin:
