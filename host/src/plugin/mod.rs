@@ -28,6 +28,7 @@ use compile::{Compiler, Tier};
 use host::StoreData;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicPtr, Ordering};
 use std::time::Duration;
 use wasmtime::component::{Component, HasSelf, Linker};
 use wasmtime::{
@@ -156,6 +157,11 @@ pub struct LoadedPlugin {
     /// The machine code instances start from: swapped once when a plugin
     /// served with baseline code gets its optimised code.
     code: ArcSwap<Code>,
+    /// The address of `code`'s current value, compared on every check-in
+    /// without taking a guard on `code` (50 instructions a check-in). An
+    /// instance holds its code alive, so an address it holds is never
+    /// reused while it is compared.
+    current: AtomicPtr<Code>,
     /// The entry pools running it, told when its code is replaced.
     pools: std::sync::Mutex<Vec<std::sync::Weak<EntryPool>>>,
 }
@@ -179,7 +185,7 @@ impl LoadedPlugin {
 
     /// Whether `code` is still what new instances start from.
     pub(crate) fn is_current(&self, code: &Arc<Code>) -> bool {
-        Arc::ptr_eq(&self.code.load(), code)
+        std::ptr::eq(self.current.load(Ordering::Acquire), Arc::as_ptr(code))
     }
 
     /// Records a pool running this plugin.
@@ -198,10 +204,13 @@ impl LoadedPlugin {
             .and_then(PluginPre::new)
         {
             Ok(pre) => {
-                self.code.store(Arc::new(Code {
+                let code = Arc::new(Code {
                     pre,
                     compiled: Compiled::Compiler,
-                }));
+                });
+                self.current
+                    .store(Arc::as_ptr(&code).cast_mut(), Ordering::Release);
+                self.code.store(code);
                 let pools = self.pools.lock().unwrap_or_else(|e| e.into_inner()).clone();
                 for pool in pools.iter().filter_map(std::sync::Weak::upgrade) {
                     pool.drop_replaced();
@@ -463,6 +472,7 @@ fn load(
             ))
         })?;
     let contract = built_against(&component, compiler.tier(compiled).linker.engine());
+    let code = Arc::new(Code { pre, compiled });
     let plugin = Arc::new(LoadedPlugin {
         name: Arc::from(name),
         path: path.to_path_buf(),
@@ -470,7 +480,8 @@ fn load(
         size: bytes.len() as u64,
         loaded_at: std::time::SystemTime::now(),
         contract,
-        code: ArcSwap::from_pointee(Code { pre, compiled }),
+        current: AtomicPtr::new(Arc::as_ptr(&code).cast_mut()),
+        code: ArcSwap::new(code),
         pools: Default::default(),
     });
     if compiled == Compiled::Baseline {
