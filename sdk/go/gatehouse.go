@@ -51,14 +51,21 @@ import (
 	witTypes "go.bytecodealliance.org/pkg/wit/types"
 )
 
-// Plugin handles requests. Return a nil Reply to let a request through.
-type Plugin interface {
+// Plugin is what a Factory makes: a value with an OnRequest method
+// (RequestPlugin), an OnResponse method (ResponsePlugin), declared edits
+// (EditsPlugin), or several of them. The gateway enters the plugin only
+// for the hooks it has, so a plugin whose request phase is only declared
+// edits is not entered for requests at all.
+type Plugin any
+
+// RequestPlugin sees each request on its way upstream. Return a nil Reply
+// to let it through.
+type RequestPlugin interface {
 	OnRequest(ctx *Context, req *Request) (*Reply, error)
 }
 
-// ResponsePlugin is a Plugin that also sees responses.
+// ResponsePlugin sees each response on its way to the client.
 type ResponsePlugin interface {
-	Plugin
 	OnResponse(ctx *Context, req *Request, resp *Response, outcome Outcome) error
 }
 
@@ -248,6 +255,21 @@ func (c *Context) SetResponseHeader(name, value string) error {
 	return checked(c.h.SetResponseHeader(name, value))
 }
 
+// SetResponseHeaders is SetResponseHeader for several headers in one call
+// (0.1.4): all or nothing, a bad pair refuses the whole list.
+func (c *Context) SetResponseHeaders(headers [][2]string) error {
+	return checked(c.h.SetResponseHeaders(fields(headers)))
+}
+
+// fields is the contract's list of (name, value) pairs.
+func fields(pairs [][2]string) []witTypes.Tuple2[string, string] {
+	out := make([]witTypes.Tuple2[string, string], len(pairs))
+	for i, p := range pairs {
+		out[i] = witTypes.Tuple2[string, string]{F0: p[0], F1: p[1]}
+	}
+	return out
+}
+
 func option[T any](o witTypes.Option[T]) (T, bool) {
 	if o.IsSome() {
 		return o.Some(), true
@@ -277,6 +299,13 @@ func (r *Request) SetHeader(name, value string) error {
 func (r *Request) RemoveHeader(name string) error { return checked(r.h.RemoveHeader(name)) }
 func (r *Request) SetPath(path string) error      { return checked(r.h.SetPath(path)) }
 
+// SetHeaders sets several headers in one call (0.1.4), each replacing the
+// values it had, in order: all or nothing, a bad pair refuses the whole
+// list. For three or more headers it costs less than a call each.
+func (r *Request) SetHeaders(headers [][2]string) error {
+	return checked(r.h.SetHeaders(fields(headers)))
+}
+
 // Body is the buffered body (BodyPlugin), if any.
 func (r *Request) Body() ([]byte, bool) { return option(r.h.Body()) }
 
@@ -290,6 +319,11 @@ func (r *Response) SetHeader(name, value string) error {
 }
 func (r *Response) RemoveHeader(name string) error { return checked(r.h.RemoveHeader(name)) }
 func (r *Response) Body() ([]byte, bool)           { return option(r.h.Body()) }
+
+// SetHeaders sets several headers in one call (0.1.4): see Request.SetHeaders.
+func (r *Response) SetHeaders(headers [][2]string) error {
+	return checked(r.h.SetHeaders(fields(headers)))
+}
 
 // Log writes to the gateway's log, tagged with route, plugin and request id.
 func Log(level string, message string) {
@@ -338,9 +372,19 @@ func Start(configJSON string) (hooks uint8, err error) {
 			}
 		}
 	}
+	_, edits := p.(EditsPlugin)
+	_, onRequest := p.(RequestPlugin)
+	_, onResponse := p.(ResponsePlugin)
+	if !edits && !onRequest && !onResponse {
+		// Most likely a hook whose signature differs from the SDK's, which
+		// Go would otherwise ignore without a word.
+		return 0, fmt.Errorf("the plugin (%T) has no OnRequest, OnResponse or Edits method with the SDK's signature", p)
+	}
 	instance = p
-	hooks = gatehouse_plugin_types.HooksOnRequest
-	if _, ok := p.(ResponsePlugin); ok {
+	if onRequest {
+		hooks |= gatehouse_plugin_types.HooksOnRequest
+	}
+	if onResponse {
 		hooks |= gatehouse_plugin_types.HooksOnResponse
 	}
 	if b, ok := p.(BodyPlugin); ok {
@@ -355,9 +399,12 @@ func Start(configJSON string) (hooks uint8, err error) {
 	return hooks, nil
 }
 
-// HandleRequest runs the plugin's OnRequest.
+// HandleRequest runs the plugin's OnRequest, if it has one.
 func HandleRequest(ctx *gatehouse_plugin_types.Context, req *gatehouse_plugin_types.Request) (*Reply, error) {
-	return instance.OnRequest(&Context{ctx}, &Request{req})
+	if p, ok := instance.(RequestPlugin); ok {
+		return p.OnRequest(&Context{ctx}, &Request{req})
+	}
+	return nil, nil
 }
 
 // HandleResponse runs the plugin's OnResponse, if it has one.

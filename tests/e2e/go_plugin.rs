@@ -1,7 +1,8 @@
 //! A plugin written in Go with the Go SDK (`examples/go-plugin`,
 //! body-guard), built by `gatehouse plugin build` (Go's wasip1 target) and
 //! served by the real gateway; and the SDK's declared edits, through
-//! `tests/fixtures/go-set-headers`.
+//! `tests/fixtures/go-set-headers`: its list calls, declared edits and
+//! optional hooks.
 
 use gatehouse_tests::*;
 use http::Method;
@@ -108,7 +109,53 @@ async fn a_bad_config_is_refused_naming_route_plugin_and_field() {
     );
 }
 
+static SET_HEADERS: LazyLock<BuiltExample> =
+    LazyLock::new(|| BuiltExample::fixture("go-set-headers", "set-headers-go"));
+
 #[tokio::test]
 async fn declared_edits_are_made_before_the_hook_and_checked_at_init() {
-    assert_declared_edits(&BuiltExample::fixture("go-set-headers", "set-headers-go")).await;
+    assert_declared_edits(&SET_HEADERS).await;
+}
+
+#[tokio::test]
+async fn list_calls_set_several_headers_all_or_nothing() {
+    assert_list_calls(&SET_HEADERS).await;
+}
+
+#[tokio::test]
+async fn a_plugin_without_on_request_is_not_entered_for_requests() {
+    let config = r#"{ response_only = true, edits = { set_request = [["x-declared", "yes"]] }, response = [["x-from-response", "1"]] }"#;
+    let (gw, _up) = SET_HEADERS
+        .gateway("admin_listen = \"127.0.0.1:0\"", config)
+        .await
+        .expect("the config loads");
+    let c = TestClient::default();
+    for _ in 0..2 {
+        let seen = c.get(&gw.url("/items/1")).await;
+        assert_eq!(seen.status, 200);
+        assert_eq!(seen.upstream_header("x-declared").as_deref(), Some("yes"));
+        assert_eq!(seen.header("x-from-response"), Some("1"));
+    }
+    let plugins = c
+        .get(&format!("http://{}/admin/plugins", gw.admin.unwrap()))
+        .await
+        .json();
+    let entry = &plugins["plugins"][0]["entries"][0];
+    assert_eq!(
+        entry["stats"]["calls"], 2,
+        "one response-phase call a request and no request-phase call: {entry}"
+    );
+}
+
+#[tokio::test]
+async fn a_plugin_with_no_hook_is_refused_with_its_type() {
+    let err = SET_HEADERS
+        .gateway("", "{ no_hooks = true }")
+        .await
+        .err()
+        .expect("refused");
+    assert!(
+        err.contains("init failed: the plugin (*main.nothing) has no OnRequest, OnResponse or Edits method with the SDK's signature"),
+        "{err}"
+    );
 }
