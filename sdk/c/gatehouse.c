@@ -309,6 +309,47 @@ char *gh_context_set_response_header(gh_context ctx, const char *name, const cha
         gatehouse_plugin_types_method_context_set_response_header(ctx, &n, &v, &err), &err);
 }
 
+/* The contract's list of pairs, viewing the caller's strings (free it);
+ * NULL when out of memory. */
+static gatehouse_plugin_types_fields_t fields(const char *(*pairs)[2], size_t n) {
+    gatehouse_plugin_types_fields_t list = {malloc((n ? n : 1) * sizeof *list.ptr), n};
+    for (size_t i = 0; list.ptr && i < n; i++) {
+        list.ptr[i].f0 = view(pairs[i][0]);
+        list.ptr[i].f1 = view(pairs[i][1]);
+    }
+    return list;
+}
+
+/* A list call's answer, the list freed. */
+static char *list_outcome(bool ok, plugin_string_t *err, gatehouse_plugin_types_fields_t *list) {
+    free(list->ptr);
+    return outcome(ok, err);
+}
+
+char *gh_request_set_headers(gh_request req, const char *(*pairs)[2], size_t n) {
+    gatehouse_plugin_types_fields_t list = fields(pairs, n);
+    plugin_string_t err;
+    if (!list.ptr) return strdup("out of memory");
+    bool ok = gatehouse_plugin_types_method_request_set_headers(req, &list, &err);
+    return list_outcome(ok, &err, &list);
+}
+
+char *gh_response_set_headers(gh_response resp, const char *(*pairs)[2], size_t n) {
+    gatehouse_plugin_types_fields_t list = fields(pairs, n);
+    plugin_string_t err;
+    if (!list.ptr) return strdup("out of memory");
+    bool ok = gatehouse_plugin_types_method_response_set_headers(resp, &list, &err);
+    return list_outcome(ok, &err, &list);
+}
+
+char *gh_context_set_response_headers(gh_context ctx, const char *(*pairs)[2], size_t n) {
+    gatehouse_plugin_types_fields_t list = fields(pairs, n);
+    plugin_string_t err;
+    if (!list.ptr) return strdup("out of memory");
+    bool ok = gatehouse_plugin_types_method_context_set_response_headers(ctx, &list, &err);
+    return list_outcome(ok, &err, &list);
+}
+
 char *gh_edit_set_header(gh_phase phase, const char *name, const char *value) {
     plugin_string_t n = view(name), v = view(value), err;
     return outcome(
@@ -454,25 +495,35 @@ static bool string_equals(const char *p, const char *end, const char *key) {
 
 bool gh_json_field(gh_json object, const char *key, gh_json *out) {
     if (!gh_json_is_object(object)) return false;
-    const char *p = skip_ws(object.start + 1, object.end);
-    while (p < object.end && *p == '"') {
-        const char *name_end = skip_string(p, object.end);
-        if (!name_end) return false;
-        bool match = string_equals(p, name_end, key);
-        p = skip_ws(name_end, object.end);
-        if (p >= object.end || *p != ':') return false;
-        p = skip_ws(p + 1, object.end);
-        const char *value_end = skip_value(p, object.end, 1);
-        if (!value_end) return false;
-        if (match) {
-            out->start = p;
-            out->end = value_end;
+    gh_json it = object, name, value;
+    while (gh_json_next_member(&it, &name, &value)) {
+        if (string_equals(name.start, name.end, key)) {
+            *out = value;
             return true;
         }
-        p = skip_ws(value_end, object.end);
-        if (p < object.end && *p == ',') p = skip_ws(p + 1, object.end);
     }
     return false;
+}
+
+bool gh_json_next_member(gh_json *it, gh_json *key, gh_json *value) {
+    const char *p = it->start;
+    if (p < it->end && *p == '{') p++; /* the first call starts at the brace */
+    p = skip_ws(p, it->end);
+    if (p < it->end && *p == ',') p = skip_ws(p + 1, it->end);
+    if (p >= it->end || *p != '"') return false;
+    const char *key_end = skip_string(p, it->end);
+    if (!key_end) return false;
+    const char *v = skip_ws(key_end, it->end);
+    if (v >= it->end || *v != ':') return false;
+    v = skip_ws(v + 1, it->end);
+    const char *stop = skip_value(v, it->end, 1);
+    if (!stop) return false;
+    key->start = p;
+    key->end = key_end;
+    value->start = v;
+    value->end = stop;
+    it->start = stop;
+    return true;
 }
 
 bool gh_json_next(gh_json *it, gh_json *item) {

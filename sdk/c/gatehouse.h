@@ -111,6 +111,18 @@ void gh_context_set(gh_context ctx, const char *key, const char *value);
  * refused (free it). Contract 0.1.3. */
 char *gh_context_set_response_header(gh_context ctx, const char *name, const char *value);
 
+/* Several headers in one call (contract 0.1.4), from `n` [name, value]
+ * pairs, each replacing the values it had, in order: all or nothing, a bad
+ * pair refuses the whole list. For three or more headers it costs less
+ * than a call each. NULL, or why the host refused (free it).
+ *
+ *     const char *h[][2] = {{"x-user-id", id}, {"x-user-role", role}};
+ *     char *why = gh_request_set_headers(req, h, 2);
+ */
+char *gh_request_set_headers(gh_request req, const char *(*pairs)[2], size_t n);
+char *gh_response_set_headers(gh_response resp, const char *(*pairs)[2], size_t n);
+char *gh_context_set_response_headers(gh_context ctx, const char *(*pairs)[2], size_t n);
+
 /* ---- header edits the gateway makes itself (contract 0.1.5) ------------ */
 
 typedef enum {
@@ -159,6 +171,10 @@ bool gh_json_is_object(gh_json v);
 bool gh_json_field(gh_json object, const char *key, gh_json *out);
 /* Iterates an array: `gh_json it = array; while (gh_json_next(&it, &item))`. */
 bool gh_json_next(gh_json *iterator, gh_json *item);
+/* Iterates an object's members in order: `gh_json it = object, key, value;
+ * while (gh_json_next_member(&it, &key, &value))`; `key` is the member's
+ * name as a JSON string (gh_json_string unescapes it). */
+bool gh_json_next_member(gh_json *iterator, gh_json *key, gh_json *value);
 /* A string's value, unescaped (free it); NULL if `v` is not a string. */
 char *gh_json_string(gh_json v);
 bool gh_json_number(gh_json v, double *out);

@@ -1,6 +1,7 @@
 //! A plugin written in C with the C SDK (`examples/c-plugin`, cidr-guard),
 //! built by `gatehouse plugin build` and served by the real gateway; and the
-//! SDK's declared edits, through `tests/fixtures/c-set-headers`.
+//! SDK's list calls and declared edits, through
+//! `tests/fixtures/c-set-headers`.
 
 use gatehouse_tests::*;
 use std::sync::LazyLock;
@@ -155,7 +156,16 @@ fn a_compile_error_is_reported_and_the_previous_component_kept() {
     );
 }
 
+static SET_HEADERS: LazyLock<BuiltExample> =
+    LazyLock::new(|| BuiltExample::fixture("c-set-headers", "set-headers-c"));
+
 #[tokio::test]
 async fn declared_edits_are_made_before_the_hook_and_checked_at_init() {
-    assert_declared_edits(&BuiltExample::fixture("c-set-headers", "set-headers-c")).await;
+    assert_declared_edits(&SET_HEADERS).await;
+}
+
+#[tokio::test]
+async fn list_calls_set_several_headers_all_or_nothing() {
+    // The fixture reads `context`, a table, with gh_json_next_member.
+    assert_list_calls(&SET_HEADERS).await;
 }
