@@ -311,8 +311,8 @@ fn sort_candidates(node: &mut Node, weights: &[(bool, usize, bool)]) {
 }
 
 /// A path's non-empty segments, on the stack for any sane path. One pass
-/// over the bytes: `split('/')` and a filter, collected, cost 400
-/// instructions for a three-segment path, a sixtieth of a proxied request.
+/// over the bytes (about 270 instructions for a three-segment path, where
+/// `split('/')` and a filter, collected, cost 400).
 fn segments(path: &str) -> SmallVec<[&str; 16]> {
     let mut out = SmallVec::new();
     let mut start = 0;

@@ -353,9 +353,8 @@ mod tests {
         let long = "x-".repeat(KEPT_NAME_LEN);
         assert_eq!(parse_name(&long).unwrap(), long.as_str());
         assert_eq!(kept(), ["x-user-id"]);
-        // Past the bound, the least recently used give way in turn and
-        // every name still parses to itself.
-        // A name in use all along stays.
+        // Past the bound, the least recently used give way in turn (a name
+        // in use all along stays) and every name still parses to itself.
         for i in 0..2 * KEPT_NAMES {
             let name = format!("x-n{i}");
             assert_eq!(parse_name(&name).unwrap(), name.as_str());
