@@ -309,8 +309,8 @@ char *gh_context_set_response_header(gh_context ctx, const char *name, const cha
         gatehouse_plugin_types_method_context_set_response_header(ctx, &n, &v, &err), &err);
 }
 
-/* The contract's list of pairs, viewing the caller's strings (free it);
- * NULL when out of memory. */
+/* The contract's list of pairs, viewing the caller's strings (free its
+ * ptr); ptr is NULL when out of memory. */
 static gatehouse_plugin_types_fields_t fields(const char *(*pairs)[2], size_t n) {
     gatehouse_plugin_types_fields_t list = {malloc((n ? n : 1) * sizeof *list.ptr), n};
     for (size_t i = 0; list.ptr && i < n; i++) {

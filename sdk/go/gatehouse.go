@@ -365,20 +365,20 @@ func Start(configJSON string) (hooks uint8, err error) {
 	if err != nil {
 		return 0, err
 	}
-	if e, ok := p.(EditsPlugin); ok {
-		if edits := e.Edits(); edits != nil {
-			if err := edits.declare(); err != nil {
-				return 0, err
-			}
-		}
-	}
-	_, edits := p.(EditsPlugin)
+	e, edits := p.(EditsPlugin)
 	_, onRequest := p.(RequestPlugin)
 	_, onResponse := p.(ResponsePlugin)
 	if !edits && !onRequest && !onResponse {
 		// Most likely a hook whose signature differs from the SDK's, which
 		// Go would otherwise ignore without a word.
 		return 0, fmt.Errorf("the plugin (%T) has no OnRequest, OnResponse or Edits method with the SDK's signature", p)
+	}
+	if edits {
+		if list := e.Edits(); list != nil {
+			if err := list.declare(); err != nil {
+				return 0, err
+			}
+		}
 	}
 	instance = p
 	if onRequest {
