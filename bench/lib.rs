@@ -3,7 +3,8 @@
 use bytes::Bytes;
 use gatehouse::config::{Limits, OnError, PluginEntry};
 use gatehouse::plugin::{
-    Chain, ContextRes, EntryPool, Outcome, RequestRes, RequestStep, ResponseRes, Runtime,
+    Chain, ContextRes, EntryPool, LentContext, LentRequest, Outcome, RequestRes, RequestStep,
+    ResponseRes, Runtime,
 };
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -121,7 +122,7 @@ pub fn response() -> ResponseRes {
 }
 
 /// A typical request: a dozen headers, `token` as its bearer token.
-pub fn request(token: &str) -> (ContextRes, RequestRes) {
+pub fn request(token: &str) -> (LentContext, LentRequest) {
     let auth = format!("Bearer {token}");
     let mut req = http::Request::builder()
         .method("GET")
@@ -147,13 +148,5 @@ pub fn request(token: &str) -> (ContextRes, RequestRes) {
         Arc::from("0123456789abcdef0123456789abcdef"),
         "127.0.0.1:40000".parse().expect("addr"),
     );
-    (
-        ctx,
-        RequestRes {
-            parts,
-            body: None,
-            body_visible: false,
-            writable: true,
-        },
-    )
+    (Box::new(ctx), Box::new(RequestRes::new(parts, None)))
 }

@@ -14,7 +14,8 @@
 use criterion::{Criterion, criterion_group, criterion_main};
 use gatehouse::config::{Limits, OnError, PluginEntry};
 use gatehouse::plugin::{
-    Chain, ContextRes, EntryPool, Outcome, RequestRes, RequestStep, ResponseRes, Runtime,
+    Chain, ContextRes, EntryPool, LentContext, LentRequest, Outcome, RequestRes, RequestStep,
+    ResponseRes, Runtime,
 };
 use hmac::{KeyInit, Mac};
 use std::path::PathBuf;
@@ -100,7 +101,7 @@ fn examples() -> Vec<Example> {
     ]
 }
 
-fn request(headers: &[(String, String)], post: Option<&'static str>) -> (ContextRes, RequestRes) {
+fn request(headers: &[(String, String)], post: Option<&'static str>) -> (LentContext, LentRequest) {
     let mut req = http::Request::builder()
         .method(if post.is_some() { "POST" } else { "GET" })
         .uri("/orders/42")
@@ -117,13 +118,8 @@ fn request(headers: &[(String, String)], post: Option<&'static str>) -> (Context
         "127.0.0.1:40000".parse().unwrap(),
     );
     let body = Some(bytes::Bytes::from_static(post.unwrap_or("").as_bytes()));
-    let req = RequestRes {
-        parts,
-        body,
-        body_visible: false,
-        writable: true,
-    };
-    (ctx, req)
+    let req = RequestRes::new(parts, body);
+    (Box::new(ctx), Box::new(req))
 }
 
 async fn exchange(chain: &Chain, headers: &[(String, String)], post: Option<&'static str>) {

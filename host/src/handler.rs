@@ -201,13 +201,29 @@ impl Gateway {
         } else {
             (None, Some(body))
         };
+        if route.chain.is_empty() {
+            // Nothing to lend the request to: no context, no boxes.
+            let mut req = RequestRes::new(parts, buffered);
+            return match routed.preflight_of {
+                Some(allow) => {
+                    Outgoing::error(&GatewayError::MethodNotAllowed { allow }, &request_id)
+                }
+                None => {
+                    let timer = &client.timer;
+                    (self
+                        .forward(route, &mut req, stream, timer, &request_id, trace)
+                        .await)
+                        .0
+                }
+            };
+        }
 
         let bag: HashMap<String, String> = routed
             .params
             .into_iter()
             .map(|(k, v)| (format!("param.{k}"), v))
             .collect();
-        let mut ctx = ContextRes {
+        let mut ctx = Box::new(ContextRes {
             forwarded_client,
             bag,
             // Each entry records up to two phases: no growth on the way.
@@ -218,13 +234,8 @@ impl Gateway {
                 request_id.clone(),
                 client.addr,
             )
-        };
-        let mut req = RequestRes {
-            parts,
-            body: buffered,
-            body_visible: false,
-            writable: true,
-        };
+        });
+        let mut req = Box::new(RequestRes::new(parts, buffered));
         let (step, ran) = route.chain.on_request(&mut ctx, &mut req).await;
 
         let (out, outcome) = match step {
@@ -269,7 +280,7 @@ impl Gateway {
         // Headers plugins set for the client in the request phase, on
         // whatever answer it is, before the response phase sees it.
         ctx.apply_response_headers(&mut res.parts.headers);
-        if ran == 0 || route.chain.is_empty() {
+        if ran == 0 {
             trace.plugins = std::mem::take(&mut ctx.timings);
             return Outgoing { res, stream };
         }

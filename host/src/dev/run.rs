@@ -146,7 +146,7 @@ async fn once(
     detail: bool,
     report: &mut String,
 ) -> Verdict {
-    let mut ctx = ContextRes {
+    let mut ctx = Box::new(ContextRes {
         bag: bag.clone(),
         ..ContextRes::new(
             Arc::from("plugin-run"),
@@ -154,13 +154,8 @@ async fn once(
             Arc::from(uuid::Uuid::new_v4().simple().to_string()),
             spec.client,
         )
-    };
-    let mut req = RequestRes {
-        parts: request.parts.clone(),
-        body: request.body.clone(),
-        body_visible: false,
-        writable: true,
-    };
+    });
+    let mut req = Box::new(RequestRes::new(request.parts.clone(), request.body.clone()));
     let started = Instant::now();
     let (step, ran) = chain.on_request(&mut ctx, &mut req).await;
     let took = ms(started.elapsed());

@@ -14,8 +14,8 @@ wasmtime::component::bindgen!({
     },
     exports: { default: async },
     with: {
-        "gatehouse:plugin/types.context": super::exchange::ContextRes,
-        "gatehouse:plugin/types.request": super::exchange::RequestRes,
+        "gatehouse:plugin/types.context": super::exchange::LentContext,
+        "gatehouse:plugin/types.request": super::exchange::LentRequest,
         "gatehouse:plugin/types.response": super::exchange::ResponseRes,
     },
 });

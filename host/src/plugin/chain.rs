@@ -2,7 +2,7 @@
 
 use super::PluginError;
 use super::bindings::{Action, Hooks, Outcome, Reply};
-use super::exchange::{ContextRes, RequestRes, ResponseRes};
+use super::exchange::{ContextRes, LentContext, LentRequest, ResponseRes};
 use super::pool::{EntryPool, Warm, swap_slot};
 use crate::config::OnError;
 use std::sync::Arc;
@@ -73,8 +73,8 @@ impl Chain {
     /// entries ran (their `on-response` is due, in reverse).
     pub async fn on_request(
         &self,
-        ctx: &mut ContextRes,
-        req: &mut RequestRes,
+        ctx: &mut LentContext,
+        req: &mut LentRequest,
     ) -> (RequestStep, usize) {
         // One clock reading ends a call and starts the next.
         let mut clock = Instant::now();
@@ -113,8 +113,8 @@ impl Chain {
     pub async fn on_response(
         &self,
         ran: usize,
-        ctx: &mut ContextRes,
-        req: &mut RequestRes,
+        ctx: &mut LentContext,
+        req: &mut LentRequest,
         resp: &mut ResponseRes,
         mut outcome: Outcome,
         fail: impl Fn(&ChainFailure) -> ResponseRes,
@@ -177,8 +177,8 @@ fn log_failure(entry: &EntryPool, ctx: &ContextRes, error: &PluginError, phase: 
 
 async fn call_request(
     entry: &EntryPool,
-    ctx: &mut ContextRes,
-    req: &mut RequestRes,
+    ctx: &mut LentContext,
+    req: &mut LentRequest,
 ) -> Result<Action, PluginError> {
     let mut warm = entry.checkout().await?;
     warm.arm(entry.ticks, &ctx.request_id);
@@ -225,8 +225,8 @@ fn borrow<T: 'static>(slot: &Resource<T>) -> Resource<T> {
 
 async fn call_response(
     entry: &EntryPool,
-    ctx: &mut ContextRes,
-    req: &mut RequestRes,
+    ctx: &mut LentContext,
+    req: &mut LentRequest,
     resp: &mut ResponseRes,
     outcome: Outcome,
 ) -> Result<(), PluginError> {

@@ -88,6 +88,15 @@ impl ContextRes {
     }
 }
 
+/// What an instance's table entries for the context and the request hold,
+/// and what a request's phases pass down the chain: a box, so lending either
+/// to a call swaps a pointer in and back out, not the 200-odd bytes of the
+/// value (four swaps each call into the request phase, six into the
+/// response phase). The response is lent by value: it is lent only in the
+/// response phase, which most entries do not enter.
+pub type LentContext = Box<ContextRes>;
+pub type LentRequest = Box<RequestRes>;
+
 /// The request on its way upstream.
 #[derive(Debug)]
 pub struct RequestRes {
@@ -109,6 +118,16 @@ pub struct ResponseRes {
 }
 
 impl RequestRes {
+    /// A request as it arrived: writable, its body (if buffered) not yet shown to any plugin.
+    pub fn new(parts: http::request::Parts, body: Option<Bytes>) -> RequestRes {
+        RequestRes {
+            parts,
+            body,
+            body_visible: false,
+            writable: true,
+        }
+    }
+
     pub fn check_writable(&self) -> Result<(), String> {
         if self.writable {
             Ok(())
@@ -168,6 +187,21 @@ impl Message for RequestRes {
         self.check_writable()?;
         replace_body(&mut self.parts.headers, &mut self.body, body);
         Ok(())
+    }
+}
+
+impl<M: Message> Message for Box<M> {
+    fn headers(&self) -> &HeaderMap {
+        (**self).headers()
+    }
+    fn headers_mut(&mut self) -> Result<&mut HeaderMap, String> {
+        (**self).headers_mut()
+    }
+    fn visible_body(&self) -> Option<&Bytes> {
+        (**self).visible_body()
+    }
+    fn set_body(&mut self, body: Vec<u8>) -> Result<(), String> {
+        (**self).set_body(body)
     }
 }
 

@@ -5,7 +5,7 @@ use super::bindings::gatehouse::plugin::{host, outbound, state, types};
 use super::bindings::{FetchError, FetchRequest, FetchResponse};
 use super::bindings::{Level, WindowCount};
 use super::edits::Declared;
-use super::exchange::{self, ContextRes, Message, RequestRes, ResponseRes};
+use super::exchange::{self, LentContext, LentRequest, Message, ResponseRes};
 use super::outbound::FetchPolicy;
 use super::state::SharedState;
 use std::sync::Arc;
@@ -205,28 +205,28 @@ macro_rules! message_calls {
 impl types::Host for StoreData {}
 
 impl types::HostContext for StoreData {
-    fn route(&mut self, c: Resource<ContextRes>) -> R<String> {
+    fn route(&mut self, c: Resource<LentContext>) -> R<String> {
         Ok(self.table.get(&c)?.route.to_string())
     }
-    fn upstream(&mut self, c: Resource<ContextRes>) -> R<String> {
+    fn upstream(&mut self, c: Resource<LentContext>) -> R<String> {
         Ok(self.table.get(&c)?.upstream.to_string())
     }
-    fn request_id(&mut self, c: Resource<ContextRes>) -> R<String> {
+    fn request_id(&mut self, c: Resource<LentContext>) -> R<String> {
         Ok(self.table.get(&c)?.request_id.to_string())
     }
-    fn client_addr(&mut self, c: Resource<ContextRes>) -> R<String> {
+    fn client_addr(&mut self, c: Resource<LentContext>) -> R<String> {
         Ok(self.table.get(&c)?.client_addr())
     }
-    fn get(&mut self, c: Resource<ContextRes>, key: String) -> R<Option<String>> {
+    fn get(&mut self, c: Resource<LentContext>, key: String) -> R<Option<String>> {
         Ok(self.table.get(&c)?.bag.get(&key).cloned())
     }
-    fn set(&mut self, c: Resource<ContextRes>, key: String, value: String) -> R<()> {
+    fn set(&mut self, c: Resource<LentContext>, key: String, value: String) -> R<()> {
         self.table.get_mut(&c)?.bag.insert(key, value);
         Ok(())
     }
     fn set_response_header(
         &mut self,
-        c: Resource<ContextRes>,
+        c: Resource<LentContext>,
         name: String,
         value: String,
     ) -> R<Result<(), String>> {
@@ -235,23 +235,23 @@ impl types::HostContext for StoreData {
     }
     fn set_response_headers(
         &mut self,
-        c: Resource<ContextRes>,
+        c: Resource<LentContext>,
         headers: Vec<(String, String)>,
     ) -> R<Result<(), String>> {
         let ctx = self.table.get_mut(&c)?;
         Ok(exchange::parse_headers(headers).map(|h| ctx.response_headers.extend(h)))
     }
-    fn drop(&mut self, _c: Resource<ContextRes>) -> R<()> {
+    fn drop(&mut self, _c: Resource<LentContext>) -> R<()> {
         // The host owns these and takes them back after each call.
         Ok(())
     }
 }
 
 impl types::HostRequest for StoreData {
-    fn method(&mut self, r: Resource<RequestRes>) -> R<String> {
+    fn method(&mut self, r: Resource<LentRequest>) -> R<String> {
         Ok(self.table.get(&r)?.parts.method.to_string())
     }
-    fn set_method(&mut self, r: Resource<RequestRes>, method: String) -> R<Result<(), String>> {
+    fn set_method(&mut self, r: Resource<LentRequest>, method: String) -> R<Result<(), String>> {
         let req = self.table.get_mut(&r)?;
         Ok(req.check_writable().and_then(|()| {
             let m = http::Method::from_bytes(method.as_bytes())
@@ -260,22 +260,22 @@ impl types::HostRequest for StoreData {
             Ok(())
         }))
     }
-    fn path(&mut self, r: Resource<RequestRes>) -> R<String> {
+    fn path(&mut self, r: Resource<LentRequest>) -> R<String> {
         Ok(self.table.get(&r)?.path().to_owned())
     }
-    fn set_path(&mut self, r: Resource<RequestRes>, path: String) -> R<Result<(), String>> {
+    fn set_path(&mut self, r: Resource<LentRequest>, path: String) -> R<Result<(), String>> {
         let req = self.table.get_mut(&r)?;
         let query = req.parts.uri.query().map(str::to_owned);
         Ok(req
             .check_writable()
             .and_then(|()| req.set_path_and_query(&path, query.as_deref())))
     }
-    fn query(&mut self, r: Resource<RequestRes>) -> R<Option<String>> {
+    fn query(&mut self, r: Resource<LentRequest>) -> R<Option<String>> {
         Ok(self.table.get(&r)?.parts.uri.query().map(str::to_owned))
     }
     fn set_query(
         &mut self,
-        r: Resource<RequestRes>,
+        r: Resource<LentRequest>,
         query: Option<String>,
     ) -> R<Result<(), String>> {
         let req = self.table.get_mut(&r)?;
@@ -284,9 +284,9 @@ impl types::HostRequest for StoreData {
             .check_writable()
             .and_then(|()| req.set_path_and_query(&path, query.as_deref())))
     }
-    message_calls!(RequestRes);
+    message_calls!(LentRequest);
 
-    fn drop(&mut self, _r: Resource<RequestRes>) -> R<()> {
+    fn drop(&mut self, _r: Resource<LentRequest>) -> R<()> {
         Ok(())
     }
 }

@@ -16,7 +16,7 @@ mod ticker;
 
 pub use bindings::{Hooks, Outcome, Reply};
 pub use chain::{Chain, ChainFailure, RequestStep};
-pub use exchange::{ContextRes, RequestRes, ResponseRes, parse_header};
+pub use exchange::{ContextRes, LentContext, LentRequest, RequestRes, ResponseRes, parse_header};
 pub use host::Services;
 pub use outbound::MAX_FETCH_BODY;
 pub use pool::{EntryPool, EntryStats, StatsSnapshot};

@@ -5,7 +5,7 @@
 
 use super::bindings::{Hooks, Plugin};
 use super::edits::Declared;
-use super::exchange::{ContextRes, RequestRes, ResponseRes};
+use super::exchange::{ContextRes, LentContext, LentRequest, RequestRes, ResponseRes};
 use super::host::{EntryTag, Services, StoreData};
 use super::outbound::FetchPolicy;
 use super::ticker::epochs;
@@ -37,8 +37,8 @@ const INIT_DEADLINE: std::time::Duration = std::time::Duration::from_secs(1);
 /// allocation, and between calls they hold empty values (nothing of a
 /// finished request stays alive in an idle instance).
 pub(super) struct Slots {
-    pub ctx: Resource<ContextRes>,
-    pub req: Resource<RequestRes>,
+    pub ctx: Resource<LentContext>,
+    pub req: Resource<LentRequest>,
     pub resp: Resource<ResponseRes>,
 }
 
@@ -48,8 +48,8 @@ impl Slots {
             PluginError::Load(format!("resource table: {e}"))
         };
         Ok(Slots {
-            ctx: table.push(ContextRes::vacant()).map_err(full)?,
-            req: table.push(RequestRes::vacant()).map_err(full)?,
+            ctx: table.push(Box::new(ContextRes::vacant())).map_err(full)?,
+            req: table.push(Box::new(RequestRes::vacant())).map_err(full)?,
             resp: table.push(ResponseRes::vacant()).map_err(full)?,
         })
     }
