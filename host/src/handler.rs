@@ -60,7 +60,7 @@ impl Gateway {
         let started = std::time::Instant::now();
         let request_id = request_id(req.headers());
         // Made once, shared by the request upstream and the response.
-        let id_header = HeaderValue::from_str(&request_id).ok();
+        let id_header = id_header(&request_id);
         let method = req.method().clone();
         let (parts, body) = req.into_parts();
         let host = self
@@ -356,7 +356,7 @@ impl Gateway {
             trace.target = Some(target.authority().clone());
             let sent = std::time::Instant::now();
             let deadline = *deadline.get_or_insert(sent + upstream.timeout());
-            let result = target.send(upstream_req, deadline, timer).await;
+            let result = target.send(upstream_req, (sent, deadline), timer).await;
             let took = sent.elapsed();
             trace.upstream_time = Some(trace.upstream_time.unwrap_or_default() + took);
             route.metrics.upstream(took);
@@ -526,6 +526,20 @@ fn request_id(headers: &http::HeaderMap) -> Arc<str> {
                 .encode_lower(&mut uuid::Uuid::encode_buffer()),
         ),
     }
+}
+
+/// The request id as a header value over the id's own buffer: the value
+/// the upstream request and the response carry is one `Bytes`, and its
+/// clone counts a reference. (A value copied from the id is a buffer
+/// `Bytes` makes shareable on its first clone, another allocation.)
+fn id_header(id: &Arc<str>) -> Option<HeaderValue> {
+    struct Id(Arc<str>);
+    impl AsRef<[u8]> for Id {
+        fn as_ref(&self) -> &[u8] {
+            self.0.as_bytes()
+        }
+    }
+    HeaderValue::from_maybe_shared(Bytes::from_owner(Id(id.clone()))).ok()
 }
 
 fn host_of(parts: &http::request::Parts) -> Option<String> {
