@@ -214,7 +214,7 @@ impl UpstreamPool {
         else {
             return false;
         };
-        match tokio::time::timeout(check.timeout, target.conns.send(req)).await {
+        match tokio::time::timeout(check.timeout, target.conns.send(req, Instant::now())).await {
             Ok(Ok(resp)) => resp.status().is_success() || resp.status().is_redirection(),
             _ => false,
         }
@@ -227,17 +227,19 @@ impl UpstreamPool {
 }
 
 impl TargetGuard {
-    /// Sends a request (its URI in origin form) to this target, waiting
-    /// for the response head until `deadline` on the client connection's
-    /// `timer`.
+    /// Sends a request (its URI in origin form) to this target at `sent`
+    /// (the caller's clock reading), waiting for the response head until
+    /// `deadline` on the client connection's `timer`.
     pub async fn send(
         &self,
         req: Request<Body>,
-        deadline: Instant,
+        (sent, deadline): (Instant, Instant),
         timer: &LazyTimer,
     ) -> Result<Response<UpstreamBody>, GatewayError> {
         let target = &self.pool.targets[self.index];
-        let result = timer.timeout_at(deadline, target.conns.send(req)).await;
+        let result = timer
+            .timeout_at(deadline, target.conns.send(req, sent))
+            .await;
         let (error, detail) = match result {
             None => return Err(GatewayError::UpstreamTimeout),
             Some(Ok(resp)) => return Ok(resp),
