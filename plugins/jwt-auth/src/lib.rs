@@ -90,8 +90,21 @@ fn default_cache_size() -> usize {
 struct Verified {
     /// The whole token: the cache is keyed by its hash.
     token: Box<str>,
-    claims: Rc<Map<String, Value>>,
+    grant: Rc<Grant>,
     exp: u64,
+}
+
+/// What a verified token's claims decide, worked out once per token: the
+/// claims and the entry's rules do not change while the token is cached,
+/// so a repeated token costs no claim lookups.
+struct Grant {
+    /// The first `require` rule the claims fail: the 403's message.
+    forbidden: Option<String>,
+    /// A value for each `forward_claims` header, in its order: `None` for a
+    /// claim the token lacks (the header is then removed).
+    forward: Vec<Option<String>>,
+    /// The consumer named by `consumer_claim`.
+    consumer: Option<String>,
 }
 
 struct JwtAuth {
@@ -195,8 +208,8 @@ impl Plugin for JwtAuth {
                 )));
             }
         };
-        let claims = match self.verify(token) {
-            Ok(c) => c,
+        let grant = match self.verify(token) {
+            Ok(g) => g,
             Err(why) => {
                 return Ok(Action::Respond(unauthorized(
                     ctx,
@@ -205,60 +218,69 @@ impl Plugin for JwtAuth {
                 )));
             }
         };
-        for (claim, allowed) in &self.require {
-            let ok = claim_values(claims.get(claim))
-                .iter()
-                .any(|v| allowed.contains(v));
-            if !ok {
-                return Ok(Action::Respond(Reply::error(
-                    ctx,
-                    403,
-                    &format!("forbidden: claim \"{claim}\" is not one of the allowed values"),
-                )));
-            }
+        if let Some(message) = &grant.forbidden {
+            return Ok(Action::Respond(Reply::error(ctx, 403, message)));
         }
         // Only a verified request goes upstream, and every claim header it
         // carries is ours: `set` replaces a client's copy, and a claim the
-        // token lacks removes it.
-        for (claim, header) in &self.forward {
-            match claims.get(claim) {
-                // The usual claim, one string, goes as it is. (A call per
-                // header: for the usual one or two, cheaper than building
-                // the list `set_headers` takes.)
-                Some(Value::String(v)) => req.set_header(header, v)?,
-                other => {
-                    let values = claim_values(other);
-                    if values.is_empty() {
-                        req.remove_header(header)?;
-                    } else {
-                        req.set_header(header, &values.join(","))?;
-                    }
-                }
+        // token lacks removes it. (A call per header: for the usual one or
+        // two, no dearer than building the list `set_headers` takes.)
+        for ((_, header), value) in self.forward.iter().zip(&grant.forward) {
+            match value {
+                Some(v) => req.set_header(header, v)?,
+                None => req.remove_header(header)?,
             }
         }
-        if let Some(name) = &self.consumer_claim {
-            match claims.get(name) {
-                Some(Value::String(v)) => ctx.set("consumer", v),
-                other => {
-                    if let Some(v) = claim_values(other).first() {
-                        ctx.set("consumer", v);
-                    }
-                }
-            }
+        if let Some(consumer) = &grant.consumer {
+            ctx.set("consumer", consumer);
         }
         Ok(Action::Continue)
     }
 }
 
 impl JwtAuth {
-    fn verify(&mut self, token: &str) -> std::result::Result<Rc<Map<String, Value>>, String> {
+    /// What the claims of a verified token decide.
+    fn grant(&self, claims: &Map<String, Value>) -> Grant {
+        let forbidden = self.require.iter().find_map(|(claim, allowed)| {
+            let ok = claim_values(claims.get(claim))
+                .iter()
+                .any(|v| allowed.contains(v));
+            (!ok).then(|| format!("forbidden: claim \"{claim}\" is not one of the allowed values"))
+        });
+        let forward = self
+            .forward
+            .iter()
+            .map(|(claim, _)| match claims.get(claim) {
+                // The usual claim, one string, goes as it is.
+                Some(Value::String(v)) => Some(v.clone()),
+                other => {
+                    let values = claim_values(other);
+                    (!values.is_empty()).then(|| values.join(","))
+                }
+            })
+            .collect();
+        let consumer = self
+            .consumer_claim
+            .as_ref()
+            .and_then(|name| match claims.get(name) {
+                Some(Value::String(v)) => Some(v.clone()),
+                other => claim_values(other).into_iter().next(),
+            });
+        Grant {
+            forbidden,
+            forward,
+            consumer,
+        }
+    }
+
+    fn verify(&mut self, token: &str) -> std::result::Result<Rc<Grant>, String> {
         let now = gatehouse_sdk::clock::now_ms() / 1000;
         let slot = self.hasher.hash_one(token);
         if let Some(hit) = self.cache.get(&slot)
             && same_token(&hit.token, token)
         {
             if now < hit.exp {
-                return Ok(hit.claims.clone());
+                return Ok(hit.grant.clone());
             }
             self.cache.pop(&slot);
         }
@@ -282,16 +304,16 @@ impl JwtAuth {
             match jsonwebtoken::decode::<Map<String, Value>>(token, key, &self.validation) {
                 Ok(data) => {
                     let exp = data.claims.get("exp").and_then(Value::as_u64).unwrap_or(0);
-                    let claims = Rc::new(data.claims);
+                    let grant = Rc::new(self.grant(&data.claims));
                     self.cache.put(
                         slot,
                         Verified {
                             token: token.into(),
-                            claims: claims.clone(),
+                            grant: grant.clone(),
                             exp,
                         },
                     );
-                    return Ok(claims);
+                    return Ok(grant);
                 }
                 Err(e) => {
                     last = describe(e.kind());
