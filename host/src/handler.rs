@@ -181,7 +181,11 @@ impl Gateway {
         trace: &mut Trace,
     ) -> Outgoing {
         proxy::strip_hop_by_hop(&mut parts.headers);
-        let forwarded_client = self.forwarded_client(client.addr, &parts.headers);
+        // For plugins (`client-addr`), read before this hop joins the list.
+        let forwarded_client = match route.chain.is_empty() {
+            true => None,
+            false => self.forwarded_client(client.addr, &parts.headers),
+        };
         proxy::add_forwarded(&mut parts.headers, client);
         if let Some(v) = id_header {
             parts.headers.insert(X_REQUEST_ID.clone(), v);
@@ -210,10 +214,9 @@ impl Gateway {
                 }
                 None => {
                     let timer = &client.timer;
-                    (self
-                        .forward(route, &mut req, stream, timer, &request_id, trace)
-                        .await)
-                        .0
+                    let forwarded =
+                        self.forward(route, &mut req, stream, timer, &request_id, trace);
+                    forwarded.await.0
                 }
             };
         }
