@@ -303,8 +303,10 @@ async fn a_require_rule_answers_403_when_no_value_matches() {
     );
     let mut user = good_claims();
     user["role"] = json!("user");
-    let seen = bearer(&gw, &hs256(user, "change-me"), &[]).await;
-    assert_error_body(&seen, 403);
+    let refused = hs256(user, "change-me");
+    assert_error_body(&bearer(&gw, &refused, &[]).await, 403);
+    // Again, now from the verified-token cache: still refused.
+    assert_error_body(&bearer(&gw, &refused, &[]).await, 403);
     let mut roles = good_claims();
     roles["role"] = json!(["user", "admin"]);
     assert_eq!(
