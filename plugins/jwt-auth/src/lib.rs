@@ -250,22 +250,15 @@ impl JwtAuth {
         let forward = self
             .forward
             .iter()
-            .map(|(claim, _)| match claims.get(claim) {
-                // The usual claim, one string, goes as it is.
-                Some(Value::String(v)) => Some(v.clone()),
-                other => {
-                    let values = claim_values(other);
-                    (!values.is_empty()).then(|| values.join(","))
-                }
+            .map(|(claim, _)| {
+                let values = claim_values(claims.get(claim));
+                (!values.is_empty()).then(|| values.join(","))
             })
             .collect();
         let consumer = self
             .consumer_claim
             .as_ref()
-            .and_then(|name| match claims.get(name) {
-                Some(Value::String(v)) => Some(v.clone()),
-                other => claim_values(other).into_iter().next(),
-            });
+            .and_then(|name| claim_values(claims.get(name)).into_iter().next());
         Grant {
             forbidden,
             forward,
