@@ -61,38 +61,7 @@ TOKEN=$(sed -n 's/^pub const TOKEN: &str = "\(.*\)";$/\1/p' bench/lib.rs)
 bench_nginx upstream "$UP" "default_type application/json; return 200 '$BENCH_BODY';"
 bench_nginx nginx "$NGINX" 'proxy_pass http://up; proxy_http_version 1.1; proxy_set_header Connection "";'
 
-cat > "$work/haproxy.cfg" <<EOF
-global
-    nbthread 1
-    maxconn 8192
-defaults
-    mode http
-    timeout connect 5s
-    timeout client 30s
-    timeout server 30s
-    http-reuse always
-backend up
-    server u1 127.0.0.1:$UP
-frontend plain
-    bind 127.0.0.1:$HAPROXY
-    default_backend up
-frontend chain
-    bind 127.0.0.1:$HAPROXY_CHAIN
-    stick-table type string len 64 size 100k expire 60s store http_req_rate(60s)
-    http-request set-var(txn.bearer) http_auth_bearer
-    http-request set-var(txn.alg) var(txn.bearer),jwt_header_query('\$.alg')
-    http-request deny deny_status 401 unless { var(txn.alg) -m str HS256 }
-    http-request deny deny_status 401 unless { var(txn.bearer),jwt_verify(txn.alg,"quickstart-secret") -m int 1 }
-    http-request set-var(txn.now) date
-    http-request set-var(txn.exp) var(txn.bearer),jwt_payload_query('\$.exp','int')
-    http-request deny deny_status 401 if { var(txn.exp),sub(txn.now) -m int lt 0 }
-    http-request set-var(txn.sub) var(txn.bearer),jwt_payload_query('\$.sub')
-    http-request track-sc0 var(txn.sub)
-    http-request deny deny_status 429 if { sc_http_req_rate(0) gt 1000000000 }
-    http-request set-header x-user-id %[var(txn.sub)]
-    http-request set-header x-internal-request true
-    default_backend up
-EOF
+bench_haproxy_config "$UP" "$HAPROXY" "$HAPROXY_CHAIN" > "$work/haproxy.cfg"
 haproxy -q -f "$work/haproxy.cfg" &
 pids+=($!)
 

@@ -11,6 +11,15 @@
 #   GATEHOUSE=/tmp/gatehouse-before bench/instructions.sh
 #   ROUTES=none TOP=25 bench/instructions.sh
 #   UPSTREAM=nginx bench/instructions.sh   # bench/compare.sh's upstream
+#   UPSTREAM=nginx PROXY=haproxy bench/instructions.sh
+#   CACHE=1 bench/instructions.sh            # and cache misses a request
+#
+# PROXY=haproxy counts HAProxy instead, as bench/compare.sh configures it:
+# its plain proxy for the route without plugins, its native JWT + rate
+# limit + headers for the users chain. CACHE=1 adds callgrind's model of the
+# first-level caches and prints the instruction- and data-cache misses a
+# request: how much of the path's code and data stays in the 32-48 KiB
+# caches, which the instruction count alone does not show.
 #
 # The upstream is demo-services' echo (its JSON body carries the request's
 # headers), or with UPSTREAM=nginx the one bench/compare.sh measures
@@ -31,41 +40,69 @@ GATEHOUSE=${GATEHOUSE:-target/release/gatehouse}
 ROUTES=${ROUTES:-none users}
 REQUESTS_FOR=${REQUESTS_FOR:-5s}
 TOP=${TOP:-0}
+PROXY=${PROXY:-gatehouse}
+CACHE=${CACHE:-0}
 UPSTREAM_PORT=${UPSTREAM_PORT:-19401}
 GATEWAY_PORT=${GATEWAY_PORT:-19480}
 
 bench_need valgrind wrk
+case "$PROXY" in
+    gatehouse) ;;
+    haproxy) bench_need haproxy; PATH="$PATH:/usr/sbin" ;;
+    *) echo "$(basename "$0"): PROXY is gatehouse or haproxy, not \"$PROXY\"" >&2; exit 1 ;;
+esac
+sim=()
+[ "$CACHE" = 1 ] && sim=(--cache-sim=yes)
 
 bench_start_upstream
 AUTH="Authorization: Bearer $(bench_token)"
-{
-    bench_server_and_plain_route
-    bench_users_route
-} > "$work/gatehouse.toml"
-GATEHOUSE_LOG=error valgrind --tool=none -q "$GATEHOUSE" check --config "$work/gatehouse.toml" >/dev/null
+if [ "$PROXY" = haproxy ]; then
+    bench_haproxy_config "$UPSTREAM_PORT" "$GATEWAY_PORT" "$((GATEWAY_PORT + 1))" > "$work/haproxy.cfg"
+else
+    {
+        bench_server_and_plain_route
+        bench_users_route
+    } > "$work/gatehouse.toml"
+    GATEHOUSE_LOG=error valgrind --tool=none -q "$GATEHOUSE" check --config "$work/gatehouse.toml" >/dev/null
+fi
 
-printf '%-6s %10s %14s\n' route requests "instr/request"
+printf '%-6s %10s %14s' route requests "instr/request"
+[ "$CACHE" = 1 ] && printf ' %14s %14s' "I1 miss/req" "D1 miss/req"
+printf '\n'
 for route in $ROUTES; do
+    port=$GATEWAY_PORT
     path=/none/users/42
-    [ "$route" = users ] && path=/api/v1/users/42
+    if [ "$PROXY" = haproxy ]; then
+        cmd=(haproxy -q -f "$work/haproxy.cfg")
+        [ "$route" = users ] && port=$((GATEWAY_PORT + 1)) path=/users/42
+    else
+        cmd=("$GATEHOUSE" run --no-watch --config "$work/gatehouse.toml")
+        [ "$route" = users ] && path=/api/v1/users/42
+    fi
     rm -f "$work"/cg.out*
-    GATEHOUSE_LOG=error valgrind --tool=callgrind --callgrind-out-file="$work/cg.out" \
-        "$GATEHOUSE" run --no-watch --config "$work/gatehouse.toml" >/dev/null 2>"$work/valgrind.log" &
+    GATEHOUSE_LOG=error valgrind --tool=callgrind "${sim[@]}" --callgrind-out-file="$work/cg.out" \
+        "${cmd[@]}" >/dev/null 2>"$work/valgrind.log" &
     vg=$!
     pids+=("$vg")
-    bench_wait_listening "$GATEWAY_PORT" "$vg" "$work/valgrind.log"
+    bench_wait_listening "$port" "$vg" "$work/valgrind.log"
     # Warm connections, pools and instances; then count from zero.
-    wrk -t1 -c4 -d3s -H "$AUTH" "http://127.0.0.1:$GATEWAY_PORT$path" >/dev/null
+    wrk -t1 -c4 -d3s -H "$AUTH" "http://127.0.0.1:$port$path" >/dev/null
     callgrind_control -z "$vg" >/dev/null 2>&1
-    n=$(wrk -t1 -c4 -d"$REQUESTS_FOR" -H "$AUTH" "http://127.0.0.1:$GATEWAY_PORT$path" \
+    n=$(wrk -t1 -c4 -d"$REQUESTS_FOR" -H "$AUTH" "http://127.0.0.1:$port$path" \
         | awk '/requests in/ { print $1 }')
     callgrind_control -d "$vg" >/dev/null 2>&1
     kill "$vg"; wait "$vg" 2>/dev/null || true
-    total=$(callgrind_annotate "$work/cg.out.1" | awk '/PROGRAM TOTALS/ { gsub(",", "", $1); print $1 }')
-    printf '%-6s %10s %14s\n' "$route" "$n" "$(( total / n ))"
+    out="$work/cg.out.1"   # the dump above: the counted requests only
+    total=$(callgrind_annotate "$out" | awk '/PROGRAM TOTALS/ { gsub(",", "", $1); print $1 }')
+    printf '%-6s %10s %14s' "$route" "$n" "$(( total / n ))"
+    if [ "$CACHE" = 1 ]; then
+        callgrind_annotate --show=I1mr,D1mr,D1mw "$out" | sed 's/([^)]*)//g; s/,//g' \
+            | awk -v n="$n" '/PROGRAM TOTALS/ { printf " %14d %14d", $1 / n, ($2 + $3) / n }'
+    fi
+    printf '\n'
     if [ "$TOP" -gt 0 ]; then
         # Each function's own instructions (not its callees'), per request.
-        callgrind_annotate --inclusive=no --auto=no --threshold=100 "$work/cg.out.1" \
+        callgrind_annotate --inclusive=no --auto=no --threshold=100 "$out" \
             | awk -v n="$n" -v total="$total" '/^ *[0-9,]+ \(/ {
                 c = $1; gsub(",", "", c); c += 0; sub(/^ *[0-9,]+ +\( *[0-9.]+%\) +/, "")
                 # The frames every request runs under are not costs of their own.
