@@ -204,6 +204,16 @@ print(json.dumps({
         "gatehouse-chain/haproxy-chain": round(rps["gatehouse-chain"] / rps["haproxy-chain"], 3),
         "gatehouse-chain/gatehouse": round(rps["gatehouse-chain"] / rps["gatehouse"], 3),
     },
+    "throughput_rps_each_round": {c: [round(r["rps"]) for r in tp if r["case"] == c] for c in cases},
+    # Each round's pair ran back to back, seconds apart: their ratio is
+    # free of the machine's drift between rounds, which the ratio of the
+    # medians is not.
+    "throughput_ratio_each_round": {
+        f"{a}/{b}": [round(x["rps"] / y["rps"], 3) for x, y in zip(
+            [r for r in tp if r["case"] == a], [r for r in tp if r["case"] == b])]
+        for a, b in [("gatehouse", "nginx"), ("gatehouse", "haproxy"),
+                     ("gatehouse-chain", "haproxy-chain")]
+    },
     "latency_at_fixed_rate": lat,
     "p99_difference_us": {
         "gatehouse-haproxy": lat["gatehouse"]["p99_us"] - lat["haproxy"]["p99_us"],
@@ -236,6 +246,8 @@ for c, v in t.items():
 print("p50/p99: median of the latency rounds; p99 each round: "
       + "; ".join("%s %s" % (c, "/".join(map(str, v["p99_us_each_round"]))) for c, v in l.items()))
 print("\nratios:", ", ".join("%s %.3f" % kv for kv in r["throughput_ratio"].items()))
+print("each round's ratio:", "; ".join("%s %s" % (k, " ".join("%.3f" % x for x in v))
+                                      for k, v in r["throughput_ratio_each_round"].items()))
 m = r["memory"]
 print("gateway RSS: %.1f MiB ready, %.1f MiB before, %.1f MiB halfway, %.1f MiB after %d requests (max %.1f; %d non-200)"
       % (m["rss_ready_mib"], m["rss_before_million_mib"], m["rss_halfway_mib"], m["rss_after_million_mib"],
