@@ -17,9 +17,10 @@
 # PROXY=haproxy counts HAProxy instead, as bench/compare.sh configures it:
 # its plain proxy for the route without plugins, its native JWT + rate
 # limit + headers for the users chain. CACHE=1 adds callgrind's model of the
-# first-level caches and prints the instruction- and data-cache misses a
-# request: how much of the path's code and data stays in the 32-48 KiB
-# caches, which the instruction count alone does not show.
+# first-level caches (sized as this machine's CPU reports them) and prints
+# the instruction- and data-cache misses a request: how much of the path's
+# code and data stays in those caches, which the instruction count alone
+# does not show.
 #
 # The upstream is demo-services' echo (its JSON body carries the request's
 # headers), or with UPSTREAM=nginx the one bench/compare.sh measures
