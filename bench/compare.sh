@@ -56,7 +56,7 @@ cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -r
 trap cleanup EXIT
 
 # The quickstart's demo token: HS256, quickstart-secret, expires in 2100.
-TOKEN=$(sed -n 's/^pub const TOKEN: &str = "\(.*\)";$/\1/p' bench/lib.rs)
+TOKEN=$(bench_token)
 
 bench_nginx upstream "$UP" "default_type application/json; return 200 '$BENCH_BODY';"
 bench_nginx nginx "$NGINX" 'proxy_pass http://up; proxy_http_version 1.1; proxy_set_header Connection "";'
