@@ -178,7 +178,9 @@ import json, statistics, sys
 work, ready, before, after, million, rounds, duration, conns = sys.argv[1:]
 tp = [json.loads(l) for l in open(f"{work}/throughput.jsonl")]
 cases = sorted({r["case"] for r in tp}, key=[r["case"] for r in tp].index)
-rps = {c: statistics.median(r["rps"] for r in tp if r["case"] == c) for c in cases}
+# Each case's rounds, in order.
+each = {c: [r["rps"] for r in tp if r["case"] == c] for c in cases}
+rps = {c: statistics.median(v) for c, v in each.items()}
 windows = [json.loads(l) for l in open(f"{work}/latency.jsonl")]
 lat = {}
 for c in sorted({w["case"] for w in windows}, key=[w["case"] for w in windows].index):
@@ -204,13 +206,12 @@ print(json.dumps({
         "gatehouse-chain/haproxy-chain": round(rps["gatehouse-chain"] / rps["haproxy-chain"], 3),
         "gatehouse-chain/gatehouse": round(rps["gatehouse-chain"] / rps["gatehouse"], 3),
     },
-    "throughput_rps_each_round": {c: [round(r["rps"]) for r in tp if r["case"] == c] for c in cases},
+    "throughput_rps_each_round": {c: [round(x) for x in v] for c, v in each.items()},
     # Each round's pair ran back to back, seconds apart: their ratio is
     # free of the machine's drift between rounds, which the ratio of the
     # medians is not.
     "throughput_ratio_each_round": {
-        f"{a}/{b}": [round(x["rps"] / y["rps"], 3) for x, y in zip(
-            [r for r in tp if r["case"] == a], [r for r in tp if r["case"] == b])]
+        f"{a}/{b}": [round(x / y, 3) for x, y in zip(each[a], each[b])]
         for a, b in [("gatehouse", "nginx"), ("gatehouse", "haproxy"),
                      ("gatehouse-chain", "haproxy-chain")]
     },
