@@ -8,7 +8,7 @@ use crate::plugin::{
     ContextRes, Outcome, Reply, RequestRes, RequestStep, ResponseRes, parse_header,
 };
 use crate::proxy::{self, Peer};
-use crate::router::Match;
+use crate::router::{Match, PathParams};
 use crate::timer::LazyTimer;
 use crate::upstream::UpstreamBody;
 use bytes::Bytes;
@@ -17,7 +17,6 @@ use http::header::{HeaderName, HeaderValue};
 use http::{Request, Response, StatusCode, Uri};
 use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
-use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
@@ -101,9 +100,9 @@ impl Gateway {
                 let r = &self.routes[index];
                 route = Some(r);
                 // Path parameters are for plugins to read: no plugins, none read.
-                let params = match r.chain.is_empty() {
-                    true => Vec::new(),
-                    false => self.router.params(index, parts.uri.path()),
+                let params = match (r.chain.is_empty(), parts.uri.path_and_query()) {
+                    (false, Some(path)) => self.router.params(index, path.clone()),
+                    _ => PathParams::default(),
                 };
                 let routed = Routed {
                     params,
@@ -221,14 +220,9 @@ impl Gateway {
             };
         }
 
-        let bag: HashMap<String, String> = routed
-            .params
-            .into_iter()
-            .map(|(k, v)| (format!("param.{k}"), v))
-            .collect();
         let mut ctx = Box::new(ContextRes {
             forwarded_client,
-            bag,
+            params: routed.params,
             // Each entry records up to two phases: no growth on the way.
             timings: Vec::with_capacity(2 * route.chain.entries.len()),
             ..ContextRes::new(
@@ -448,7 +442,7 @@ impl Gateway {
 
 /// What routing found besides the route.
 struct Routed {
-    params: Vec<(Arc<str>, String)>,
+    params: PathParams,
     /// Set when a CORS preflight was routed by its requested method: the
     /// methods the path really allows, for the 405 if no plugin answers.
     preflight_of: Option<Vec<http::Method>>,

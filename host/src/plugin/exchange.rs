@@ -2,6 +2,7 @@
 //! resources. Each instance keeps one table entry per kind for its whole
 //! life (see `pool::Slots`); a call swaps the request's values in and back.
 
+use crate::router::PathParams;
 use bytes::Bytes;
 use http::header::{HeaderMap, HeaderName, HeaderValue};
 use http::uri::PathAndQuery;
@@ -21,7 +22,10 @@ pub struct ContextRes {
     /// The client named by a trusted proxy's `X-Forwarded-For`, when the
     /// peer is one (`server.trusted_proxies`).
     pub forwarded_client: Option<std::net::IpAddr>,
+    /// What plugins set for the ones after them (`context.set`).
     pub bag: HashMap<String, String>,
+    /// Read as `param.NAME` where the bag has no such key.
+    pub params: PathParams,
     /// Headers plugins set for the client's response (`set-response-header`),
     /// in order; the first `response_headers_applied` are on the response.
     pub response_headers: Vec<(HeaderName, HeaderValue)>,
@@ -40,7 +44,8 @@ impl ContextRes {
     }
 
     /// A request's context before any plugin ran: no trusted-proxy client,
-    /// nothing in the bag, no response headers or timings yet.
+    /// nothing in the bag, no path parameters, no response headers or
+    /// timings yet.
     pub fn new(
         route: Arc<str>,
         upstream: Arc<str>,
@@ -54,6 +59,7 @@ impl ContextRes {
             client,
             forwarded_client: None,
             bag: HashMap::new(),
+            params: PathParams::default(),
             response_headers: Vec::new(),
             response_headers_applied: 0,
             timings: Vec::new(),
@@ -69,6 +75,15 @@ impl ContextRes {
             none,
             SocketAddr::from(([0, 0, 0, 0], 0)),
         )
+    }
+
+    /// A value set by a plugin earlier in the chain, else the path
+    /// parameter a `param.NAME` key names.
+    pub fn get(&self, key: &str) -> Option<String> {
+        match self.bag.get(key) {
+            Some(v) => Some(v.clone()),
+            None => self.params.get(key.strip_prefix("param.")?),
+        }
     }
 
     /// Applies the headers set by `set-response-header` since the last call.
@@ -367,6 +382,28 @@ mod tests {
 
     fn kept() -> Vec<String> {
         KEPT.with_borrow(|k| k.iter().map(|(_, n)| n.as_str().to_owned()).collect())
+    }
+
+    #[test]
+    fn context_reads_the_bag_then_the_path_parameters() {
+        use crate::router::{Pattern, Predicates, Router};
+        let router = Router::new(vec![(
+            Pattern::parse("/users/{id}/*").unwrap(),
+            Predicates {
+                methods: None,
+                host: None,
+                headers: vec![],
+            },
+        )]);
+        let mut ctx = ContextRes::vacant();
+        ctx.params = router.params(0, PathAndQuery::from_static("/users/42/a/b?q=1"));
+        assert_eq!(ctx.get("param.id").as_deref(), Some("42"));
+        assert_eq!(ctx.get("param.*").as_deref(), Some("a/b"));
+        assert_eq!(ctx.get("param.other"), None);
+        assert_eq!(ctx.get("id"), None);
+        // A plugin's own value wins over the path's.
+        ctx.bag.insert("param.id".into(), "7".into());
+        assert_eq!(ctx.get("param.id").as_deref(), Some("7"));
     }
 
     #[test]

@@ -218,7 +218,7 @@ impl types::HostContext for StoreData {
         Ok(self.table.get(&c)?.client_addr())
     }
     fn get(&mut self, c: Resource<LentContext>, key: String) -> R<Option<String>> {
-        Ok(self.table.get(&c)?.bag.get(&key).cloned())
+        Ok(self.table.get(&c)?.get(&key))
     }
     fn set(&mut self, c: Resource<LentContext>, key: String, value: String) -> R<()> {
         self.table.get_mut(&c)?.bag.insert(key, value);
