@@ -97,8 +97,10 @@ impl Plugin for RateLimit {
     }
 
     fn on_request(&mut self, ctx: &Context, req: &mut Request) -> Result<Action> {
-        // ROUTE|WHO, written into one string.
-        let mut key = ctx.route();
+        // ROUTE|WHO, written into one string sized for the usual key, so
+        // it is allocated once.
+        let mut key = String::with_capacity(64);
+        key.push_str(&ctx.route());
         key.push('|');
         let by_ip = |key: &mut String| {
             key.push_str("ip:");
@@ -123,11 +125,11 @@ impl Plugin for RateLimit {
             Key::Route => {}
         }
         let d = self.algorithm.decide(&key, self.limit, self.window_ms);
-        let (remaining, reset) = (d.remaining.to_string(), d.reset_secs.to_string());
+        let (mut remaining, mut reset) = (itoa::Buffer::new(), itoa::Buffer::new());
         let headers = [
             ("ratelimit-limit", self.limit_text.as_str()),
-            ("ratelimit-remaining", remaining.as_str()),
-            ("ratelimit-reset", reset.as_str()),
+            ("ratelimit-remaining", remaining.format(d.remaining)),
+            ("ratelimit-reset", reset.format(d.reset_secs)),
         ];
         if !d.allowed {
             let route = ctx.route();
