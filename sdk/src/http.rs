@@ -83,8 +83,9 @@ impl<'a> Context<'a> {
         }
     }
 
-    /// A value set earlier for this request. The router sets `param.NAME`
-    /// for each `{NAME}` in the route's path and `param.*` for a `*` tail.
+    /// A value set earlier for this request, or a path parameter:
+    /// `param.NAME` for each `{NAME}` in the route's path and `param.*` for
+    /// a `*` tail (a value a plugin set under the same key wins).
     ///
     /// ```no_run
     /// # fn f(ctx: &gatehouse_sdk::Context) {
