@@ -224,7 +224,10 @@ impl Gateway {
             forwarded_client,
             params: routed.params,
             // Each entry records up to two phases: no growth on the way.
-            timings: Vec::with_capacity(2 * route.chain.entries.len()),
+            timings: self
+                .access_log
+                .is_some()
+                .then(|| Vec::with_capacity(2 * route.chain.entries.len())),
             ..ContextRes::new(
                 route.name.clone(),
                 route.upstream.name.clone(),
@@ -278,7 +281,7 @@ impl Gateway {
         // whatever answer it is, before the response phase sees it.
         ctx.apply_response_headers(&mut res.parts.headers);
         if ran == 0 {
-            trace.plugins = std::mem::take(&mut ctx.timings);
+            trace.plugins = ctx.timings.take().unwrap_or_default();
             return Outgoing { res, stream };
         }
         let id = request_id.clone();
@@ -289,7 +292,7 @@ impl Gateway {
             })
             .await;
         ctx.apply_response_headers(&mut res.parts.headers);
-        trace.plugins = std::mem::take(&mut ctx.timings);
+        trace.plugins = ctx.timings.take().unwrap_or_default();
         Outgoing { res, stream }
     }
 

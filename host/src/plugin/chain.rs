@@ -87,8 +87,9 @@ impl Chain {
             let result = call_request(entry, ctx, req).await;
             let took = lap(&mut clock);
             entry.record(false, took, &result);
-            ctx.timings
-                .push((entry.tag.plugin.clone(), "request", took));
+            if let Some(timings) = &mut ctx.timings {
+                timings.push((entry.tag.plugin.clone(), "request", took));
+            }
             match result {
                 Ok(Action::Continue) => {}
                 Ok(Action::Respond(reply)) => return (RequestStep::Respond(reply), i),
@@ -131,8 +132,9 @@ impl Chain {
             let result = call_response(entry, ctx, req, resp, outcome).await;
             let took = lap(&mut clock);
             entry.record(true, took, &result);
-            ctx.timings
-                .push((entry.tag.plugin.clone(), "response", took));
+            if let Some(timings) = &mut ctx.timings {
+                timings.push((entry.tag.plugin.clone(), "response", took));
+            }
             if let Err(error) = result {
                 log_failure(entry, ctx, &error, "response");
                 if entry.on_error == OnError::FailClosed {

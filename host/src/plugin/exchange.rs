@@ -30,8 +30,9 @@ pub struct ContextRes {
     /// in order; the first `response_headers_applied` are on the response.
     pub response_headers: Vec<(HeaderName, HeaderValue)>,
     pub response_headers_applied: usize,
-    /// Each plugin call so far: plugin, phase, time (for the access log).
-    pub timings: Vec<(Arc<str>, &'static str, std::time::Duration)>,
+    /// Each plugin call so far: plugin, phase, time; kept only when an
+    /// access log will print them.
+    pub timings: Option<Vec<(Arc<str>, &'static str, std::time::Duration)>>,
 }
 
 impl ContextRes {
@@ -44,8 +45,8 @@ impl ContextRes {
     }
 
     /// A request's context before any plugin ran: no trusted-proxy client,
-    /// nothing in the bag, no path parameters, no response headers or
-    /// timings yet.
+    /// nothing in the bag, no path parameters, no response headers, and
+    /// no timings kept.
     pub fn new(
         route: Arc<str>,
         upstream: Arc<str>,
@@ -62,7 +63,7 @@ impl ContextRes {
             params: PathParams::default(),
             response_headers: Vec::new(),
             response_headers_applied: 0,
-            timings: Vec::new(),
+            timings: None,
         }
     }
 
