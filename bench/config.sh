@@ -38,6 +38,21 @@ bench_server_and_plain_route() {
     printf '[[routes]]\nname = "none"\npath = "/none/*"\nupstream = "up"\n\n'
 }
 
+# The routes "one" and "four": one and four add-header plugins in a row,
+# for what each added plugin call costs.
+bench_add_header_routes() {
+    local i
+    printf '[[routes]]\nname = "one"\npath = "/one/*"\nupstream = "up"\n'
+    bench_add_header 1
+    printf '\n[[routes]]\nname = "four"\npath = "/four/*"\nupstream = "up"\n'
+    for i in 1 2 3 4; do bench_add_header "$i"; done
+    echo
+}
+
+bench_add_header() {
+    printf '  [[routes.plugins]]\n  plugin = "add-header"\n  config = { name = "x-bench-%s", value = "1" }\n' "$1"
+}
+
 # The quickstart's users route and its plugin chain (read from
 # examples/quickstart/gatehouse.toml), its rate limit raised so it never
 # triggers.

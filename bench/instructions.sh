@@ -6,10 +6,16 @@
 # change of a few hundred instructions shows. For the route without
 # plugins and the quickstart's users chain (jwt-auth, rate-limit,
 # transform, circuit-breaker); TOP=N also lists the N costliest functions.
+# ROUTES="one four" counts routes with one and four add-header plugins and
+# the instructions each added plugin call costs: the warm cost of a call
+# through the contract (a guest entry and its one host call), which
+# criterion's timing of the same (`--bench plugin_call`) cannot give apart
+# from the machine's speed that day.
 #
 #   bench/instructions.sh
 #   GATEHOUSE=/tmp/gatehouse-before bench/instructions.sh
 #   ROUTES=none TOP=25 bench/instructions.sh
+#   ROUTES="one four" bench/instructions.sh  # a plugin call's cost
 #   UPSTREAM=nginx bench/instructions.sh   # bench/compare.sh's upstream
 #   UPSTREAM=nginx PROXY=haproxy bench/instructions.sh
 #   CACHE=1 bench/instructions.sh            # and cache misses a request
@@ -49,7 +55,14 @@ GATEWAY_PORT=${GATEWAY_PORT:-19480}
 bench_need valgrind wrk
 case "$PROXY" in
     gatehouse) ;;
-    haproxy) bench_need haproxy; PATH="$PATH:/usr/sbin" ;;
+    haproxy)
+        bench_need haproxy; PATH="$PATH:/usr/sbin"
+        for route in $ROUTES; do
+            case "$route" in none | users) ;; *)
+                echo "$(basename "$0"): HAProxy has the routes none and users, not \"$route\"" >&2
+                exit 1 ;;
+            esac
+        done ;;
     *) echo "$(basename "$0"): PROXY is gatehouse or haproxy, not \"$PROXY\"" >&2; exit 1 ;;
 esac
 sim=()
@@ -62,11 +75,13 @@ if [ "$PROXY" = haproxy ]; then
 else
     {
         bench_server_and_plain_route
+        bench_add_header_routes
         bench_users_route
     } > "$work/gatehouse.toml"
     GATEHOUSE_LOG=error valgrind --tool=none -q "$GATEHOUSE" check --config "$work/gatehouse.toml" >/dev/null
 fi
 
+declare -A per_request
 printf '%-6s %10s %14s' route requests "instr/request"
 [ "$CACHE" = 1 ] && printf ' %14s %14s' "I1 miss/req" "D1 miss/req"
 printf '\n'
@@ -78,7 +93,13 @@ for route in $ROUTES; do
         [ "$route" = users ] && port=$((GATEWAY_PORT + 1)) path=/users/42
     else
         cmd=("$GATEHOUSE" run --no-watch --config "$work/gatehouse.toml")
-        [ "$route" = users ] && path=/api/v1/users/42
+        case "$route" in
+            none) ;;
+            users) path=/api/v1/users/42 ;;
+            one | four) path=/$route/users/42 ;;
+            *) echo "$(basename "$0"): the routes are none, users, one and four, not \"$route\"" >&2
+               exit 1 ;;
+        esac
     fi
     rm -f "$work"/cg.out*
     GATEHOUSE_LOG=error valgrind --tool=callgrind "${sim[@]}" --callgrind-out-file="$work/cg.out" \
@@ -95,7 +116,8 @@ for route in $ROUTES; do
     kill "$vg"; wait "$vg" 2>/dev/null || true
     out="$work/cg.out.1"   # the dump above: the counted requests only
     total=$(callgrind_annotate "$out" | awk '/PROGRAM TOTALS/ { gsub(",", "", $1); print $1 }')
-    printf '%-6s %10s %14s' "$route" "$n" "$(( total / n ))"
+    per_request[$route]=$(( total / n ))
+    printf '%-6s %10s %14s' "$route" "$n" "${per_request[$route]}"
     if [ "$CACHE" = 1 ]; then
         callgrind_annotate --show=I1mr,D1mr,D1mw "$out" | sed 's/([^)]*)//g; s/,//g' \
             | awk -v n="$n" '/PROGRAM TOTALS/ { printf " %14d %14d", $1 / n, ($2 + $3) / n }'
@@ -111,3 +133,6 @@ for route in $ROUTES; do
             | sort -rn | head -n "$TOP"
     fi
 done
+if [ -n "${per_request[one]:-}" ] && [ -n "${per_request[four]:-}" ]; then
+    echo "each added add-header call: $(( (per_request[four] - per_request[one]) / 3 )) instructions"
+fi

@@ -31,11 +31,9 @@ cargo build --release -p gatehouse -p demo-services
 
 bench_start_upstream
 
-plugin() { printf '  [[routes.plugins]]\n  plugin = "add-header"\n  config = { name = "x-bench-%s", value = "1" }\n' "$1"; }
 {
     bench_server_and_plain_route
-    printf '[[routes]]\nname = "one"\npath = "/one/*"\nupstream = "up"\n'; plugin 1; echo
-    printf '[[routes]]\nname = "four"\npath = "/four/*"\nupstream = "up"\n'; for i in 1 2 3 4; do plugin "$i"; done; echo
+    bench_add_header_routes
     bench_users_route
 } > "$work/gatehouse.toml"
 # Every plugin's optimised code into the compile cache first: a gateway
