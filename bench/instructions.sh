@@ -55,16 +55,17 @@ GATEWAY_PORT=${GATEWAY_PORT:-19480}
 bench_need valgrind wrk
 case "$PROXY" in
     gatehouse) ;;
-    haproxy)
-        bench_need haproxy; PATH="$PATH:/usr/sbin"
-        for route in $ROUTES; do
-            case "$route" in none | users) ;; *)
-                echo "$(basename "$0"): HAProxy has the routes none and users, not \"$route\"" >&2
-                exit 1 ;;
-            esac
-        done ;;
+    haproxy) bench_need haproxy; PATH="$PATH:/usr/sbin" ;;
     *) echo "$(basename "$0"): PROXY is gatehouse or haproxy, not \"$PROXY\"" >&2; exit 1 ;;
 esac
+for route in $ROUTES; do
+    case "$PROXY:$route" in
+        *:none | *:users | gatehouse:one | gatehouse:four) ;;
+        *) echo "$(basename "$0"): no route \"$route\" for $PROXY" \
+                "(none and users; one and four for gatehouse)" >&2
+           exit 1 ;;
+    esac
+done
 sim=()
 [ "$CACHE" = 1 ] && sim=(--cache-sim=yes)
 
@@ -94,11 +95,8 @@ for route in $ROUTES; do
     else
         cmd=("$GATEHOUSE" run --no-watch --config "$work/gatehouse.toml")
         case "$route" in
-            none) ;;
             users) path=/api/v1/users/42 ;;
             one | four) path=/$route/users/42 ;;
-            *) echo "$(basename "$0"): the routes are none, users, one and four, not \"$route\"" >&2
-               exit 1 ;;
         esac
     fi
     rm -f "$work"/cg.out*
