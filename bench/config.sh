@@ -41,16 +41,15 @@ bench_server_and_plain_route() {
 # The routes "one" and "four": one and four add-header plugins in a row,
 # for what each added plugin call costs.
 bench_add_header_routes() {
-    local i
-    printf '[[routes]]\nname = "one"\npath = "/one/*"\nupstream = "up"\n'
-    bench_add_header 1
-    printf '\n[[routes]]\nname = "four"\npath = "/four/*"\nupstream = "up"\n'
-    for i in 1 2 3 4; do bench_add_header "$i"; done
-    echo
-}
-
-bench_add_header() {
-    printf '  [[routes.plugins]]\n  plugin = "add-header"\n  config = { name = "x-bench-%s", value = "1" }\n' "$1"
+    local route n i
+    for route in one:1 four:4; do
+        n=${route#*:} route=${route%:*}
+        printf '[[routes]]\nname = "%s"\npath = "/%s/*"\nupstream = "up"\n' "$route" "$route"
+        for ((i = 1; i <= n; i++)); do
+            printf '  [[routes.plugins]]\n  plugin = "add-header"\n  config = { name = "x-bench-%s", value = "1" }\n' "$i"
+        done
+        echo
+    done
 }
 
 # The quickstart's users route and its plugin chain (read from
