@@ -122,8 +122,9 @@ for route in $ROUTES; do
     fi
     printf '\n'
     if [ "$TOP" -gt 0 ]; then
-        # Each function's own instructions (not its callees'), per request.
-        callgrind_annotate --inclusive=no --auto=no --threshold=100 "$out" \
+        # Each function's own instructions (not its callees'), per request;
+        # instructions alone, so a CACHE=1 run's miss columns stay out of the names.
+        callgrind_annotate --show=Ir --inclusive=no --auto=no --threshold=100 "$out" \
             | awk -v n="$n" -v total="$total" '/^ *[0-9,]+ \(/ {
                 c = $1; gsub(",", "", c); c += 0; sub(/^ *[0-9,]+ +\( *[0-9.]+%\) +/, "")
                 # The frames every request runs under are not costs of their own.
