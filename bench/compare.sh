@@ -12,6 +12,10 @@
 #                     rate limit that never triggers, headers added
 #   gatehouse-chain   the quickstart's users route: jwt-auth (HS256) +
 #                     rate-limit + transform + circuit-breaker, all Wasm
+#   gatehouse-match   the same four plugins doing the work haproxy-chain
+#                     does: transform without its response rules (headers
+#                     and JSON edits), as bench_matched_route in
+#                     bench/config.sh sets out
 #
 # then latency at a fixed rate (half the slowest peer's throughput), each
 # request's latency counted from when it was due, so coordinated omission
@@ -74,7 +78,8 @@ sed -e "s|^listen = .*|listen = \"127.0.0.1:$GATEWAY\"|" \
     -e "s|^targets = .*|targets = [\"127.0.0.1:$UP\"]|" \
     -e 's/limit = 5, window = "1m"/limit = 1000000000, window = "1m"/' \
     examples/quickstart/gatehouse.toml > "$work/gatehouse.toml"
-printf '\n[[routes]]\nname = "plain"\npath = "/users/*"\nupstream = "users"\n' >> "$work/gatehouse.toml"
+printf '\n[[routes]]\nname = "plain"\npath = "/users/*"\nupstream = "users"\n\n' >> "$work/gatehouse.toml"
+bench_matched_route | sed 's/^upstream = "up"$/upstream = "users"/' >> "$work/gatehouse.toml"
 # Every plugin's optimised code into the compile cache first: a gateway
 # started on a cold cache serves baseline code for its first seconds.
 target/release/gatehouse check --config "$work/gatehouse.toml" >/dev/null
@@ -95,8 +100,9 @@ declare -A URL=(
     [gatehouse]="http://127.0.0.1:$GATEWAY/users/42"
     [haproxy-chain]="http://127.0.0.1:$HAPROXY_CHAIN/users/42"
     [gatehouse-chain]="http://127.0.0.1:$GATEWAY/api/v1/users/42"
+    [gatehouse-match]="http://127.0.0.1:$GATEWAY/match/users/42"
 )
-CASES=(direct nginx haproxy gatehouse haproxy-chain gatehouse-chain)
+CASES=(direct nginx haproxy gatehouse haproxy-chain gatehouse-chain gatehouse-match)
 AUTH="Authorization: Bearer $TOKEN"
 
 for c in "${CASES[@]}"; do   # each must answer 200 before it is measured
@@ -104,7 +110,7 @@ for c in "${CASES[@]}"; do   # each must answer 200 before it is measured
     [ "$status" = 200 ] || { echo "compare: $c answered $status" >&2; exit 1; }
     wrk -t1 -c"$CONNECTIONS" -d2s -H "$AUTH" "${URL[$c]}" >/dev/null   # warm pools and instances
 done
-for c in haproxy-chain gatehouse-chain; do   # both chains really check the token
+for c in haproxy-chain gatehouse-chain gatehouse-match; do   # the chains really check the token
     for auth in "Authorization: Bearer ${TOKEN}x" "Authorization: Bearer" "X-None: 1"; do
         status=$(curl -s -o /dev/null -w '%{http_code}' -H "$auth" "${URL[$c]}")
         [ "$status" = 401 ] || { echo "compare: $c let \"$auth\" through ($status)" >&2; exit 1; }
@@ -157,7 +163,7 @@ echo "latency at a fixed rate: $plain_rate req/s (plain), $chain_rate req/s (cha
 # the machine add with no proxy in between.
 for round in $(seq "$LATENCY_ROUNDS"); do
     for c in direct nginx haproxy gatehouse; do latency "$c" "$plain_rate" >> "$work/latency.jsonl"; done
-    for c in haproxy-chain gatehouse-chain; do latency "$c" "$chain_rate" >> "$work/latency.jsonl"; done
+    for c in haproxy-chain gatehouse-chain gatehouse-match; do latency "$c" "$chain_rate" >> "$work/latency.jsonl"; done
 done
 
 # Memory over a million requests on the users chain, sampled as it goes.
@@ -204,6 +210,7 @@ print(json.dumps({
         "gatehouse/nginx": round(rps["gatehouse"] / rps["nginx"], 3),
         "gatehouse/haproxy": round(rps["gatehouse"] / rps["haproxy"], 3),
         "gatehouse-chain/haproxy-chain": round(rps["gatehouse-chain"] / rps["haproxy-chain"], 3),
+        "gatehouse-match/haproxy-chain": round(rps["gatehouse-match"] / rps["haproxy-chain"], 3),
         "gatehouse-chain/gatehouse": round(rps["gatehouse-chain"] / rps["gatehouse"], 3),
     },
     "throughput_rps_each_round": {c: [round(x) for x in v] for c, v in each.items()},
@@ -213,12 +220,13 @@ print(json.dumps({
     "throughput_ratio_each_round": {
         f"{a}/{b}": [round(x / y, 3) for x, y in zip(each[a], each[b])]
         for a, b in [("gatehouse", "nginx"), ("gatehouse", "haproxy"),
-                     ("gatehouse-chain", "haproxy-chain")]
+                     ("gatehouse-chain", "haproxy-chain"), ("gatehouse-match", "haproxy-chain")]
     },
     "latency_at_fixed_rate": lat,
     "p99_difference_us": {
         "gatehouse-haproxy": lat["gatehouse"]["p99_us"] - lat["haproxy"]["p99_us"],
         "gatehouse-chain-haproxy-chain": lat["gatehouse-chain"]["p99_us"] - lat["haproxy-chain"]["p99_us"],
+        "gatehouse-match-haproxy-chain": lat["gatehouse-match"]["p99_us"] - lat["haproxy-chain"]["p99_us"],
     },
     "memory": {
         "rss_ready_mib": mib(ready),
@@ -238,7 +246,7 @@ import json
 r = json.load(open("bench/results/compare.json"))
 t, l = r["throughput_rps"], r["latency_at_fixed_rate"]
 print("\n%-16s %12s %12s %10s %10s" % ("case", "requests/s", "vs peer", "p50 µs", "p99 µs"))
-peer = {"gatehouse": "haproxy", "gatehouse-chain": "haproxy-chain"}
+peer = {"gatehouse": "haproxy", "gatehouse-chain": "haproxy-chain", "gatehouse-match": "haproxy-chain"}
 for c, v in t.items():
     ratio = "%.2f× %s" % (v / t[peer[c]], peer[c]) if c in peer else ""
     p50 = l.get(c, {}).get("p50_us", "")

@@ -62,6 +62,20 @@ bench_users_route() {
         | sed 's/limit = 5, window = "1m"/limit = 1000000000, window = "1m"/'
 }
 
+# The route "match": the users chain doing the work HAProxy's native chain
+# does (bench_haproxy_config), as near as the plugins allow: the same four
+# plugins and configs, but transform only adding its request header, with
+# none of its response rules (headers, and the JSON edits HAProxy's side
+# has no counterpart for). What is left beyond HAProxy's work: jwt-auth's
+# issuer check and second forwarded claim, rate-limit's RateLimit-*
+# response headers, and the circuit breaker.
+bench_matched_route() {
+    bench_users_route | sed -e 's|^name = "users"|name = "match"|' \
+        -e 's|^path = "/api/v1/users/\*"|path = "/match/*"|' \
+        -e 's|^strip_prefix = .*|strip_prefix = "/match"|' \
+        -e '/\[routes.plugins.config.response\]/,/^$/{/^$/!d}'
+}
+
 # The small JSON body bench/compare.sh's upstream answers with.
 BENCH_BODY='{"service":"users","id":42,"name":"Alice","email":"alice@example.com","body":""}'
 
