@@ -202,31 +202,27 @@ samples = [int(l) for l in open(f"{work}/rss.txt") if l.strip().isdigit()]
 m = json.load(open(f"{work}/million.json"))
 half = samples[len(samples) // 2] if samples else int(before)
 mib = lambda kib: round(int(kib) / 1024, 1)
+# Each Gatehouse case's peer; Gatehouse without plugins is also set beside nginx.
+peer = {"gatehouse": "haproxy", "gatehouse-chain": "haproxy-chain", "gatehouse-match": "haproxy-chain"}
+pairs = [("gatehouse", "nginx"), *peer.items()]
 print(json.dumps({
     "setup": {"rounds": int(rounds), "duration": duration, "connections": int(conns),
               "workers": 1, "tool": "wrk -t1; bench/fixed-rate -q RATE for latency"},
     "throughput_rps": {c: round(v) for c, v in rps.items()},
     "throughput_ratio": {
-        "gatehouse/nginx": round(rps["gatehouse"] / rps["nginx"], 3),
-        "gatehouse/haproxy": round(rps["gatehouse"] / rps["haproxy"], 3),
-        "gatehouse-chain/haproxy-chain": round(rps["gatehouse-chain"] / rps["haproxy-chain"], 3),
-        "gatehouse-match/haproxy-chain": round(rps["gatehouse-match"] / rps["haproxy-chain"], 3),
-        "gatehouse-chain/gatehouse": round(rps["gatehouse-chain"] / rps["gatehouse"], 3),
+        f"{a}/{b}": round(rps[a] / rps[b], 3)
+        for a, b in [*pairs, ("gatehouse-chain", "gatehouse")]
     },
     "throughput_rps_each_round": {c: [round(x) for x in v] for c, v in each.items()},
     # Each round's pair ran back to back, seconds apart: their ratio is
     # free of the machine's drift between rounds, which the ratio of the
     # medians is not.
     "throughput_ratio_each_round": {
-        f"{a}/{b}": [round(x / y, 3) for x, y in zip(each[a], each[b])]
-        for a, b in [("gatehouse", "nginx"), ("gatehouse", "haproxy"),
-                     ("gatehouse-chain", "haproxy-chain"), ("gatehouse-match", "haproxy-chain")]
+        f"{a}/{b}": [round(x / y, 3) for x, y in zip(each[a], each[b])] for a, b in pairs
     },
     "latency_at_fixed_rate": lat,
     "p99_difference_us": {
-        "gatehouse-haproxy": lat["gatehouse"]["p99_us"] - lat["haproxy"]["p99_us"],
-        "gatehouse-chain-haproxy-chain": lat["gatehouse-chain"]["p99_us"] - lat["haproxy-chain"]["p99_us"],
-        "gatehouse-match-haproxy-chain": lat["gatehouse-match"]["p99_us"] - lat["haproxy-chain"]["p99_us"],
+        f"{a}-{b}": lat[a]["p99_us"] - lat[b]["p99_us"] for a, b in peer.items()
     },
     "memory": {
         "rss_ready_mib": mib(ready),

@@ -81,7 +81,6 @@ else
         bench_server_and_plain_route
         bench_add_header_routes
         bench_users_route
-        echo
         bench_matched_route
     } > "$work/gatehouse.toml"
     GATEHOUSE_LOG=error valgrind --tool=none -q "$GATEHOUSE" check --config "$work/gatehouse.toml" >/dev/null
