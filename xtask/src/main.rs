@@ -7,9 +7,13 @@
 //! - `cargo xtask examples`: builds the C, Python, JavaScript and Go examples
 //!   with `gatehouse plugin build` into `target/examples/` (for benchmarks).
 //! - `cargo xtask lint`: clippy with `-D warnings`, native and wasm crates.
+//! - `cargo xtask pgo`: the gateway built with profile-guided optimisation,
+//!   into `target/pgo/gatehouse` (see `pgo.rs`).
 //!
 //! The wasm32-wasip2 crates are built by a separate `cargo` run before the
 //! tests (never from a build script, which would deadlock on cargo's lock).
+
+mod pgo;
 
 use std::io::{BufRead, BufReader};
 use std::net::TcpStream;
@@ -34,6 +38,10 @@ const WASM_PACKAGES: &[&str] = &[
     "contract-0-1-0",
 ];
 const TARGET: &str = "wasm32-wasip2";
+/// The quickstart's demo tokens (HS256, secret "quickstart-secret"): a
+/// user and someone in finance, neither expiring before 2100.
+const QUICKSTART_USER: &str = "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiJhbGljZSIsInJvbGUiOiJ1c2VyIiwiaXNzIjoiaHR0cHM6Ly9hdXRoLmdhdGVob3VzZS5leGFtcGxlIiwiZXhwIjo0MTAyNDQ0ODAwfQ.rF7a7xnCYJkFG0vOgyx4OrLZvO4-YjhTvaO-1KnM6sM";
+const QUICKSTART_FINANCE: &str = "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiJmaW9uYSIsInJvbGUiOiJmaW5hbmNlIiwiaXNzIjoiaHR0cHM6Ly9hdXRoLmdhdGVob3VzZS5leGFtcGxlIiwiZXhwIjo0MTAyNDQ0ODAwfQ.AZIGDmhQ3eDeCWtpMV4r1Nc38fVuIMGvaAHL-UIcu5E";
 
 type Result<T = ()> = std::result::Result<T, String>;
 
@@ -45,8 +53,9 @@ fn main() -> ExitCode {
         Some("quickstart") => quickstart(),
         Some("lint") => lint(),
         Some("examples") => build_examples().map(|_| ()),
+        Some("pgo") => pgo::pgo(),
         _ => Err(
-            "usage: cargo xtask <quickstart | test [cargo test args…] | plugins | examples | lint>"
+            "usage: cargo xtask <quickstart | test [cargo test args…] | plugins | examples | lint | pgo>"
                 .into(),
         ),
     };
@@ -86,12 +95,7 @@ fn run(cmd: &mut Command) -> Result {
 /// `rustup target add` when the wasm target is missing: RUSTUP_AUTO_INSTALL
 /// may be off, so rust-toolchain.toml alone would not fetch it.
 fn ensure_wasm_target() -> Result {
-    let out = Command::new("rustc")
-        .args(["--print", "sysroot"])
-        .output()
-        .map_err(|e| format!("cannot run rustc: {e}"))?;
-    let sysroot = String::from_utf8_lossy(&out.stdout).trim().to_owned();
-    if Path::new(&sysroot)
+    if Path::new(&sysroot()?)
         .join("lib/rustlib")
         .join(TARGET)
         .exists()
@@ -100,6 +104,14 @@ fn ensure_wasm_target() -> Result {
     }
     eprintln!("xtask: installing the {TARGET} target");
     run(Command::new("rustup").args(["target", "add", TARGET]))
+}
+
+fn sysroot() -> Result<String> {
+    let out = Command::new("rustc")
+        .args(["--print", "sysroot"])
+        .output()
+        .map_err(|e| format!("cannot run rustc: {e}"))?;
+    Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
 }
 
 /// Builds every plugin crate and gathers the components in `target/plugins/`.
@@ -406,8 +418,7 @@ fn quickstart() -> Result {
         });
     }
     wait_for_port("127.0.0.1:8080", "gatehouse", Duration::from_secs(30))?;
-    let user = "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiJhbGljZSIsInJvbGUiOiJ1c2VyIiwiaXNzIjoiaHR0cHM6Ly9hdXRoLmdhdGVob3VzZS5leGFtcGxlIiwiZXhwIjo0MTAyNDQ0ODAwfQ.rF7a7xnCYJkFG0vOgyx4OrLZvO4-YjhTvaO-1KnM6sM";
-    let finance = "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiJmaW9uYSIsInJvbGUiOiJmaW5hbmNlIiwiaXNzIjoiaHR0cHM6Ly9hdXRoLmdhdGVob3VzZS5leGFtcGxlIiwiZXhwIjo0MTAyNDQ0ODAwfQ.AZIGDmhQ3eDeCWtpMV4r1Nc38fVuIMGvaAHL-UIcu5E";
+    let (user, finance) = (QUICKSTART_USER, QUICKSTART_FINANCE);
     println!(
         r#"
 Gatehouse is listening on http://127.0.0.1:8080 in front of user-service (two targets),
