@@ -26,6 +26,7 @@
 #   bench/compare.sh                      # 3 rounds of 5 s per case, then
 #                                         # 3 latency rounds of 10 s
 #   ROUNDS=5 DURATION=10s bench/compare.sh
+#   GATEHOUSE=target/pgo/gatehouse bench/compare.sh   # `cargo xtask pgo`'s build
 #
 # Prints a table with ratios (gatehouse / peer) and writes
 # bench/results/compare.json. Needs nginx, haproxy and wrk (Debian packages:
@@ -38,6 +39,7 @@ ROUNDS=${ROUNDS:-3}
 DURATION=${DURATION:-5s}
 CONNECTIONS=${CONNECTIONS:-32}
 RATE_DURATION=${RATE_DURATION:-10s}
+GATEHOUSE=${GATEHOUSE:-target/release/gatehouse}
 LATENCY_ROUNDS=${LATENCY_ROUNDS:-3}
 MILLION=${MILLION:-1000000}
 BASE_PORT=${BASE_PORT:-19100}
@@ -82,8 +84,8 @@ printf '\n[[routes]]\nname = "plain"\npath = "/users/*"\nupstream = "users"\n\n'
 bench_matched_route | sed 's/^upstream = "up"$/upstream = "users"/' >> "$work/gatehouse.toml"
 # Every plugin's optimised code into the compile cache first: a gateway
 # started on a cold cache serves baseline code for its first seconds.
-target/release/gatehouse check --config "$work/gatehouse.toml" >/dev/null
-GATEHOUSE_LOG=warn target/release/gatehouse run --no-watch --config "$work/gatehouse.toml" &
+"$GATEHOUSE" check --config "$work/gatehouse.toml" >/dev/null
+GATEHOUSE_LOG=warn "$GATEHOUSE" run --no-watch --config "$work/gatehouse.toml" &
 gateway_pid=$!
 pids+=("$gateway_pid")
 
@@ -179,9 +181,9 @@ rss_after=$(rss_kib)
 
 mkdir -p bench/results
 python3 - "$work" "$rss_ready" "$rss_before" "$rss_after" "$MILLION" "$ROUNDS" "$DURATION" "$CONNECTIONS" \
-    > bench/results/compare.json <<'PY'
+    "$GATEHOUSE" > bench/results/compare.json <<'PY'
 import json, statistics, sys
-work, ready, before, after, million, rounds, duration, conns = sys.argv[1:]
+work, ready, before, after, million, rounds, duration, conns, binary = sys.argv[1:]
 tp = [json.loads(l) for l in open(f"{work}/throughput.jsonl")]
 cases = sorted({r["case"] for r in tp}, key=[r["case"] for r in tp].index)
 # Each case's rounds, in order.
@@ -207,7 +209,8 @@ peer = {"gatehouse": "haproxy", "gatehouse-chain": "haproxy-chain", "gatehouse-m
 pairs = [("gatehouse", "nginx"), *peer.items()]
 print(json.dumps({
     "setup": {"rounds": int(rounds), "duration": duration, "connections": int(conns),
-              "workers": 1, "tool": "wrk -t1; bench/fixed-rate -q RATE for latency"},
+              "workers": 1, "tool": "wrk -t1; bench/fixed-rate -q RATE for latency",
+              "gatehouse": binary},
     "throughput_rps": {c: round(v) for c, v in rps.items()},
     "throughput_ratio": {
         f"{a}/{b}": round(rps[a] / rps[b], 3)

@@ -7,6 +7,7 @@
 # `gatehouse check`, which compiles everything optimised): nothing compiled.
 #
 #   bench/startup.sh          # 5 starts of each kind; prints medians
+#   GATEHOUSE=target/pgo/gatehouse bench/startup.sh   # `cargo xtask pgo`'s build
 #
 # Writes bench/results/startup.json. Expects `cargo xtask plugins` and
 # `cargo build --release -p gatehouse` done (bench/run.sh does both).
@@ -14,6 +15,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 RUNS=${RUNS:-5}
 PORT=${STARTUP_PORT:-19280}
+GATEHOUSE=${GATEHOUSE:-target/release/gatehouse}
 
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
@@ -30,7 +32,7 @@ plugins_loaded=$(grep -o '^ *plugin = "[^"]*"' examples/quickstart/gatehouse.tom
 start_ms() {
     local t0 t1 t2=0 pid
     t0=$(date +%s%N)
-    GATEHOUSE_LOG=info target/release/gatehouse run --no-watch --config "$work/gatehouse.toml" \
+    GATEHOUSE_LOG=info "$GATEHOUSE" run --no-watch --config "$work/gatehouse.toml" \
         > "$work/log" 2>&1 &
     pid=$!
     until (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null; do
@@ -58,7 +60,7 @@ for _ in $(seq "$RUNS"); do
     read -r ready done < <(OPTIMISED=1 start_ms)
     cold+=("$ready"); optimised+=("$done")
 done
-target/release/gatehouse check --config "$work/gatehouse.toml" >/dev/null
+"$GATEHOUSE" check --config "$work/gatehouse.toml" >/dev/null
 for _ in $(seq "$RUNS"); do read -r ready _ < <(start_ms); warm+=("$ready"); done
 cold_ms=$(printf '%s\n' "${cold[@]}" | median)
 optimised_ms=$(printf '%s\n' "${optimised[@]}" | median)
