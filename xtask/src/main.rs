@@ -356,6 +356,24 @@ impl Drop for Children {
     }
 }
 
+/// Starts `BIN/demo-services` with each NAME=ADDR of `services`, and waits
+/// until every one accepts.
+fn start_demo_services(children: &mut Children, bin: &Path, services: &[(&str, &str)]) -> Result {
+    let mut demo = Command::new(bin.join("demo-services"));
+    for (name, addr) in services {
+        demo.arg(format!("{name}={addr}"));
+    }
+    children.0.push(
+        demo.stdout(Stdio::null())
+            .spawn()
+            .map_err(|e| format!("cannot start demo-services: {e}"))?,
+    );
+    for (name, addr) in services {
+        wait_for_port(addr, name, Duration::from_secs(10))?;
+    }
+    Ok(())
+}
+
 fn wait_for_port(addr: &str, what: &str, deadline: Duration) -> Result {
     let start = Instant::now();
     while start.elapsed() < deadline {
@@ -385,18 +403,7 @@ fn quickstart() -> Result {
         ("order-service", "127.0.0.1:9003"),
         ("payment-service", "127.0.0.1:9004"),
     ];
-    let mut demo = Command::new(bin.join("demo-services"));
-    for (name, addr) in services {
-        demo.arg(format!("{name}={addr}"));
-    }
-    children.0.push(
-        demo.stdout(Stdio::null())
-            .spawn()
-            .map_err(|e| format!("cannot start demo-services: {e}"))?,
-    );
-    for (name, addr) in services {
-        wait_for_port(addr, name, Duration::from_secs(10))?;
-    }
+    start_demo_services(&mut children, &bin, &services)?;
     let config = qs.join("gatehouse.toml");
     let mut gateway = Command::new(bin.join("gatehouse"))
         .args(["run", "--config"])

@@ -228,23 +228,16 @@ fn train(gateway: &Path, plugins: &Path, dir: &Path) -> Result {
 
     let release = root().join("target/release");
     let mut children = Children(Vec::new());
-    let mut demo = Command::new(release.join("demo-services"));
-    let upstreams = &ports[1..];
-    for (i, (_, port)) in upstreams.iter().enumerate() {
-        demo.arg(format!("echo-{i}=127.0.0.1:{port}"));
-    }
-    children.0.push(
-        demo.stdout(Stdio::null())
-            .spawn()
-            .map_err(|e| format!("cannot start demo-services: {e}"))?,
-    );
-    for (_, port) in upstreams {
-        crate::wait_for_port(
-            &format!("127.0.0.1:{port}"),
-            "demo-services",
-            Duration::from_secs(10),
-        )?;
-    }
+    let services: Vec<(String, String)> = ports[1..]
+        .iter()
+        .enumerate()
+        .map(|(i, (_, port))| (format!("echo-{i}"), format!("127.0.0.1:{port}")))
+        .collect();
+    let services: Vec<(&str, &str)> = services
+        .iter()
+        .map(|(name, addr)| (name.as_str(), addr.as_str()))
+        .collect();
+    crate::start_demo_services(&mut children, &release, &services)?;
     let gateway_addr = format!("127.0.0.1:{}", ports[0].1);
 
     // A cold start (tiered: baseline code first, Cranelift's in the
