@@ -125,11 +125,21 @@ fn copy(from: &Path, to: &Path) -> Result {
         .map_err(|e| format!("cannot copy {} to {}: {e}", from.display(), to.display()))
 }
 
-fn free_port() -> Result<u16> {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .map_err(|e| format!("cannot find a free port: {e}"))
+/// `N` distinct free ports on 127.0.0.1: each listener stays open until
+/// all are chosen, so none is handed out twice.
+fn free_ports<const N: usize>() -> Result<[u16; N]> {
+    let listeners = (0..N)
+        .map(|_| TcpListener::bind("127.0.0.1:0"))
+        .collect::<std::io::Result<Vec<_>>>()
+        .map_err(|e| format!("cannot find a free port: {e}"))?;
+    let mut ports = [0; N];
+    for (port, l) in ports.iter_mut().zip(&listeners) {
+        *port = l
+            .local_addr()
+            .map_err(|e| format!("cannot find a free port: {e}"))?
+            .port();
+    }
+    Ok(ports)
 }
 
 /// One kind of request in the workload: path, headers, how many, and the
@@ -211,12 +221,13 @@ fn train(gateway: &Path, plugins: &Path, dir: &Path) -> Result {
         let file = format!("{p}.wasm");
         copy(&plugins.join(&file), &plugins_dir.join(&file))?;
     }
+    let [gateway_port, users_a, users_b, orders, payments] = free_ports()?;
     let ports = [
-        ("@GATEWAY@", free_port()?),
-        ("@USERS_A@", free_port()?),
-        ("@USERS_B@", free_port()?),
-        ("@ORDERS@", free_port()?),
-        ("@PAYMENTS@", free_port()?),
+        ("@GATEWAY@", gateway_port),
+        ("@USERS_A@", users_a),
+        ("@USERS_B@", users_b),
+        ("@ORDERS@", orders),
+        ("@PAYMENTS@", payments),
     ];
     let mut config = include_str!("pgo-train.toml").to_owned();
     for (name, port) in ports {
@@ -238,7 +249,7 @@ fn train(gateway: &Path, plugins: &Path, dir: &Path) -> Result {
         .map(|(name, addr)| (name.as_str(), addr.as_str()))
         .collect();
     crate::start_demo_services(&mut children, &release, &services)?;
-    let gateway_addr = format!("127.0.0.1:{}", ports[0].1);
+    let gateway_addr = format!("127.0.0.1:{gateway_port}");
 
     // A cold start (tiered: baseline code first, Cranelift's in the
     // background), the whole workload, then a start from the cache it filled.
