@@ -18,18 +18,19 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-/// The plugins the training config uses.
-const PLUGINS: &[&str] = &[
-    "add-header",
-    "api-key",
-    "cache",
-    "circuit-breaker",
-    "cors",
-    "jwt-auth",
-    "rate-limit",
-    "tenant-guard",
-    "transform",
-];
+const TRAINING_CONFIG: &str = include_str!("pgo-train.toml");
+
+/// The plugins the training config names (`plugin = "NAME"`), each once.
+fn training_plugins() -> Vec<&'static str> {
+    let mut names: Vec<&str> = TRAINING_CONFIG
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("plugin = \""))
+        .filter_map(|rest| rest.split_once('"').map(|(name, _)| name))
+        .collect();
+    names.sort_unstable();
+    names.dedup();
+    names
+}
 
 pub fn pgo() -> Result {
     let host = rustc_host()?;
@@ -217,7 +218,7 @@ fn train(gateway: &Path, plugins: &Path, dir: &Path) -> Result {
     let plugins_dir = dir.join("plugins");
     std::fs::create_dir_all(&plugins_dir)
         .map_err(|e| format!("cannot create {}: {e}", plugins_dir.display()))?;
-    for p in PLUGINS {
+    for p in training_plugins() {
         let file = format!("{p}.wasm");
         copy(&plugins.join(&file), &plugins_dir.join(&file))?;
     }
@@ -229,7 +230,7 @@ fn train(gateway: &Path, plugins: &Path, dir: &Path) -> Result {
         ("@ORDERS@", orders),
         ("@PAYMENTS@", payments),
     ];
-    let mut config = include_str!("pgo-train.toml").to_owned();
+    let mut config = TRAINING_CONFIG.to_owned();
     for (name, port) in ports {
         config = config.replace(name, &port.to_string());
     }
