@@ -358,10 +358,14 @@ impl Drop for Children {
 
 /// Starts `BIN/demo-services` with each NAME=ADDR of `services`, and waits
 /// until every one accepts.
-fn start_demo_services(children: &mut Children, bin: &Path, services: &[(&str, &str)]) -> Result {
+fn start_demo_services(
+    children: &mut Children,
+    bin: &Path,
+    services: &[(&str, impl AsRef<str>)],
+) -> Result {
     let mut demo = Command::new(bin.join("demo-services"));
     for (name, addr) in services {
-        demo.arg(format!("{name}={addr}"));
+        demo.arg(format!("{name}={}", addr.as_ref()));
     }
     children.0.push(
         demo.stdout(Stdio::null())
@@ -369,7 +373,7 @@ fn start_demo_services(children: &mut Children, bin: &Path, services: &[(&str, &
             .map_err(|e| format!("cannot start demo-services: {e}"))?,
     );
     for (name, addr) in services {
-        wait_for_port(addr, name, Duration::from_secs(10))?;
+        wait_for_port(addr.as_ref(), name, Duration::from_secs(10))?;
     }
     Ok(())
 }

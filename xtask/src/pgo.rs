@@ -2,9 +2,10 @@
 //! into `target/pgo/gatehouse`.
 //!
 //! An instrumented build of the gateway serves a training workload: the
-//! quickstart's routes and plugins (`pgo-train.toml`) behind demo-services'
-//! echo upstream, their successes and their error answers, a cold start
-//! (tiered compilation), a start from the compile cache and a `check`.
+//! quickstart's config (its rate limit raised, a route without plugins
+//! added) behind demo-services' echo upstream, its successes and its error
+//! answers, a cold start (tiered compilation), a start from the compile
+//! cache and a `check`.
 //! LLVM merges the profile it records, and a second build lays out and
 //! inlines the code by it. The workload is the quickstart's, not a
 //! benchmark's: `bench/` measures behind nginx, with its own configs.
@@ -17,20 +18,6 @@ use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
-
-const TRAINING_CONFIG: &str = include_str!("pgo-train.toml");
-
-/// The plugins the training config names (`plugin = "NAME"`), each once.
-fn training_plugins() -> Vec<&'static str> {
-    let mut names: Vec<&str> = TRAINING_CONFIG
-        .lines()
-        .filter_map(|l| l.trim().strip_prefix("plugin = \""))
-        .filter_map(|rest| rest.split_once('"').map(|(name, _)| name))
-        .collect();
-    names.sort_unstable();
-    names.dedup();
-    names
-}
 
 pub fn pgo() -> Result {
     let host = rustc_host()?;
@@ -213,42 +200,85 @@ fn workload() -> Vec<Load> {
     ]
 }
 
+/// `text` with its one `from` replaced by `to`; an error when `from` is not
+/// there, so the training never runs on a config it did not mean.
+fn replace_once(text: &str, from: &str, to: &str) -> Result<String> {
+    match text.matches(from).count() {
+        1 => Ok(text.replacen(from, to, 1)),
+        n => Err(format!(
+            "the quickstart's config has {n} of `{from}`, where the training expects one"
+        )),
+    }
+}
+
+/// The quickstart's config on free ports, with the plugins of
+/// `cargo xtask plugins`, its rate limit raised so that successes dominate,
+/// and a route without plugins.
+struct Training {
+    config: String,
+    gateway_port: u16,
+    /// The demo services it proxies to: NAME and ADDR.
+    services: Vec<(&'static str, String)>,
+}
+
+fn training_config(plugins: &Path) -> Result<Training> {
+    let path = root().join("examples/quickstart/gatehouse.toml");
+    let mut config = std::fs::read_to_string(&path)
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let [gateway, users_a, users_b, orders, payments] = free_ports()?;
+    let services = [
+        ("user-service", "9001", users_a),
+        ("user-service-2", "9002", users_b),
+        ("order-service", "9003", orders),
+        ("payment-service", "9004", payments),
+    ];
+    let local = |port: u16| format!("127.0.0.1:{port}");
+    // Quoted, as the config's values are (its comments name the ports too).
+    let quoted = |addr: &str| format!("\"{addr}\"");
+    config = replace_once(&config, &quoted("127.0.0.1:8080"), &quoted(&local(gateway)))?;
+    for (_, quickstart_port, port) in services {
+        config = replace_once(
+            &config,
+            &quoted(&format!("127.0.0.1:{quickstart_port}")),
+            &quoted(&local(port)),
+        )?;
+    }
+    config = replace_once(
+        &config,
+        "plugins_dir = \"plugins\"",
+        &format!("plugins_dir = {:?}", plugins.display().to_string()),
+    )?;
+    config = replace_once(
+        &config,
+        "limit = 5, window = \"1m\"",
+        "limit = 100000000, window = \"1m\"",
+    )?;
+    config.push_str("\n[[routes]]\nname = \"plain\"\npath = \"/plain/*\"\nupstream = \"orders\"\n");
+    let services = services
+        .into_iter()
+        .map(|(name, _, port)| (name, local(port)))
+        .collect();
+    Ok(Training {
+        config,
+        gateway_port: gateway,
+        services,
+    })
+}
+
 fn train(gateway: &Path, plugins: &Path, dir: &Path) -> Result {
     let _ = std::fs::remove_dir_all(dir);
-    let plugins_dir = dir.join("plugins");
-    std::fs::create_dir_all(&plugins_dir)
-        .map_err(|e| format!("cannot create {}: {e}", plugins_dir.display()))?;
-    for p in training_plugins() {
-        let file = format!("{p}.wasm");
-        copy(&plugins.join(&file), &plugins_dir.join(&file))?;
-    }
-    let [gateway_port, users_a, users_b, orders, payments] = free_ports()?;
-    let ports = [
-        ("@GATEWAY@", gateway_port),
-        ("@USERS_A@", users_a),
-        ("@USERS_B@", users_b),
-        ("@ORDERS@", orders),
-        ("@PAYMENTS@", payments),
-    ];
-    let mut config = TRAINING_CONFIG.to_owned();
-    for (name, port) in ports {
-        config = config.replace(name, &port.to_string());
-    }
+    std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    let Training {
+        config,
+        gateway_port,
+        services,
+    } = training_config(plugins)?;
     let config_path = dir.join("gatehouse.toml");
     std::fs::write(&config_path, config)
         .map_err(|e| format!("cannot write {}: {e}", config_path.display()))?;
 
     let release = root().join("target/release");
     let mut children = Children(Vec::new());
-    let services: Vec<(String, String)> = ports[1..]
-        .iter()
-        .enumerate()
-        .map(|(i, (_, port))| (format!("echo-{i}"), format!("127.0.0.1:{port}")))
-        .collect();
-    let services: Vec<(&str, &str)> = services
-        .iter()
-        .map(|(name, addr)| (name.as_str(), addr.as_str()))
-        .collect();
     crate::start_demo_services(&mut children, &release, &services)?;
     let gateway_addr = format!("127.0.0.1:{gateway_port}");
 
@@ -276,10 +306,10 @@ fn train(gateway: &Path, plugins: &Path, dir: &Path) -> Result {
             send(&release.join("fixed-rate"), &gateway_addr, load)?;
         }
         // SIGTERM: the gateway drains and exits, which writes its profile.
-        let mut gw = Children(children.0.pop().into_iter().collect());
-        let gw = gw.0.first_mut().expect("the gateway was started");
+        let gw = children.0.last_mut().expect("the gateway was started");
         run(Command::new("kill").args(["-TERM", &gw.id().to_string()]))?;
         let status = gw.wait().map_err(|e| e.to_string())?;
+        children.0.pop();
         if !status.success() {
             return Err(format!("the instrumented gateway exited with {status}"));
         }
