@@ -107,10 +107,22 @@ fn ensure_wasm_target() -> Result {
 }
 
 fn sysroot() -> Result<String> {
+    rustc(&["--print", "sysroot"])
+}
+
+/// What `rustc ARGS` prints, trimmed.
+fn rustc(args: &[&str]) -> Result<String> {
     let out = Command::new("rustc")
-        .args(["--print", "sysroot"])
+        .args(args)
         .output()
         .map_err(|e| format!("cannot run rustc: {e}"))?;
+    if !out.status.success() {
+        return Err(format!(
+            "rustc {} failed: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr)
+        ));
+    }
     Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
 }
 

@@ -13,7 +13,9 @@
 //! Two release builds in target directories of their own, so it takes about
 //! twice as long as `cargo build --release` and leaves that build alone.
 
-use crate::{Children, QUICKSTART_FINANCE, QUICKSTART_USER, Result, cargo, root, run, sysroot};
+use crate::{
+    Children, QUICKSTART_FINANCE, QUICKSTART_USER, Result, cargo, root, run, rustc, sysroot,
+};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -54,11 +56,7 @@ pub fn pgo() -> Result {
 }
 
 fn rustc_host() -> Result<String> {
-    let out = Command::new("rustc")
-        .arg("-vV")
-        .output()
-        .map_err(|e| format!("cannot run rustc: {e}"))?;
-    String::from_utf8_lossy(&out.stdout)
+    rustc(&["-vV"])?
         .lines()
         .find_map(|l| l.strip_prefix("host: "))
         .map(str::to_owned)
