@@ -87,7 +87,15 @@ impl Connections {
         loop {
             let (mut sender, reused) = match self.checkout(now) {
                 Some(s) => (s, true),
-                None => (self.connect().await?, false),
+                // Boxed and called through a vtable: connecting is rare, and
+                // its futures (resolving, connecting, hyper's handshake) would
+                // otherwise sit inside every request's future and its polls'
+                // stack frames.
+                None => {
+                    let connect: Pin<Box<dyn Future<Output = _> + Send + '_>> =
+                        Box::pin(self.connect());
+                    (connect.await?, false)
+                }
             };
             match sender.try_send_request(req).await {
                 Ok(resp) => {
