@@ -29,7 +29,10 @@
 # first-level caches (sized as this machine's CPU reports them) and prints
 # the instruction- and data-cache misses a request: how much of the path's
 # code and data stays in those caches, which the instruction count alone
-# does not show.
+# does not show. CONNECTIONS=N sets wrk's connections (4): with one, the
+# misses are what a single request's own data costs; with 32, as
+# compare.sh loads, each request also finds its connection's state evicted
+# by the others'.
 #
 # The upstream is demo-services' echo (its JSON body carries the request's
 # headers), or with UPSTREAM=nginx the one bench/compare.sh measures
@@ -50,6 +53,7 @@ GATEHOUSE=${GATEHOUSE:-target/release/gatehouse}
 ROUTES=${ROUTES:-none users}
 REQUESTS_FOR=${REQUESTS_FOR:-5s}
 TOP=${TOP:-0}
+CONNECTIONS=${CONNECTIONS:-4}
 PROXY=${PROXY:-gatehouse}
 CACHE=${CACHE:-0}
 UPSTREAM_PORT=${UPSTREAM_PORT:-19401}
@@ -110,9 +114,9 @@ for route in $ROUTES; do
     pids+=("$vg")
     bench_wait_listening "$port" "$vg" "$work/valgrind.log"
     # Warm connections, pools and instances; then count from zero.
-    wrk -t1 -c4 -d3s -H "$AUTH" "http://127.0.0.1:$port$path" >/dev/null
+    wrk -t1 -c"$CONNECTIONS" -d3s -H "$AUTH" "http://127.0.0.1:$port$path" >/dev/null
     callgrind_control -z "$vg" >/dev/null 2>&1
-    n=$(wrk -t1 -c4 -d"$REQUESTS_FOR" -H "$AUTH" "http://127.0.0.1:$port$path" \
+    n=$(wrk -t1 -c"$CONNECTIONS" -d"$REQUESTS_FOR" -H "$AUTH" "http://127.0.0.1:$port$path" \
         | awk '/requests in/ { print $1 }')
     callgrind_control -d "$vg" >/dev/null 2>&1
     kill "$vg"; wait "$vg" 2>/dev/null || true
