@@ -28,7 +28,7 @@ TOP=${TOP:-8}
 REQUESTS_FOR=${REQUESTS_FOR:-10s}
 UPSTREAM=nginx
 UPSTREAM_PORT=${UPSTREAM_PORT:-19501}
-GATEWAY_PORT=${GATEWAY_PORT:-19580}
+GATEWAY_PORT=${GATEWAY_PORT:-19590}
 
 bench_need valgrind wrk nginx
 case "$ROUTE" in
@@ -90,7 +90,7 @@ end_of_binary = max(m[1] for m in maps if m[4] == binary)
 
 def function(ip):
     if not base <= ip < end_of_binary:
-        return "(libc and other libraries)"
+        return "(code outside the binary: libc, plugins' compiled code)"
     return syms[bisect.bisect_right(sym_addrs, ip) - 1][1][:110]
 
 marks = [a for a, s in syms if s.startswith("<hyper::proto::h1::role::Client as hyper::proto::h1::Http1Transaction>::parse")]
