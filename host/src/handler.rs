@@ -346,7 +346,7 @@ impl Gateway {
                 (None, Some(s)) => s.map_err(BoxError::from).boxed_unsync(),
                 (None, None) => full(Bytes::new()),
             };
-            let mut upstream_req = Request::new(body);
+            let mut upstream_req = Box::new(Request::new(body));
             *upstream_req.method_mut() = req.parts.method.clone();
             *upstream_req.uri_mut() = Uri::from(pq.clone());
             *upstream_req.headers_mut() = headers;

@@ -78,9 +78,11 @@ impl Connections {
     /// connection or a new one. A request that a reused connection could
     /// not take (the target had just closed it) goes on another. `now` is
     /// the caller's reading of the clock as it sends (one read fewer).
+    /// The request comes boxed: the layers on its way here each hold it
+    /// in their futures, and a box moves as one word, not 240 bytes.
     pub async fn send(
         self: &Arc<Self>,
-        mut req: Request<Body>,
+        mut req: Box<Request<Body>>,
         now: Instant,
     ) -> Result<Response<UpstreamBody>, SendError> {
         req.headers_mut().insert(HOST, self.host.clone());
@@ -97,13 +99,13 @@ impl Connections {
                     (connect.await?, false)
                 }
             };
-            match sender.try_send_request(req).await {
+            match sender.try_send_request(*req).await {
                 Ok(resp) => {
                     let back = Some((self.clone(), sender));
                     return Ok(resp.map(|inner| UpstreamBody { inner, back }));
                 }
                 Err(mut e) => match e.take_message() {
-                    Some(unsent) if reused => req = unsent,
+                    Some(unsent) if reused => *req = unsent,
                     _ => return Err(SendError::Failed(e.into_error())),
                 },
             }

@@ -214,7 +214,8 @@ impl UpstreamPool {
         else {
             return false;
         };
-        match tokio::time::timeout(check.timeout, target.conns.send(req, Instant::now())).await {
+        let sent = target.conns.send(Box::new(req), Instant::now());
+        match tokio::time::timeout(check.timeout, sent).await {
             Ok(Ok(resp)) => resp.status().is_success() || resp.status().is_redirection(),
             _ => false,
         }
@@ -232,7 +233,7 @@ impl TargetGuard {
     /// `deadline` on the client connection's `timer`.
     pub async fn send(
         &self,
-        req: Request<Body>,
+        req: Box<Request<Body>>,
         (sent, deadline): (Instant, Instant),
         timer: &LazyTimer,
     ) -> Result<Response<UpstreamBody>, GatewayError> {
