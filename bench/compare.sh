@@ -21,7 +21,10 @@
 # request's latency counted from when it was due, so coordinated omission
 # does not hide the tail (bench/fixed-rate, built here), and the gateway's
 # resident memory over a million requests on the users chain, with every
-# built-in plugin loaded (the quickstart's config).
+# built-in plugin loaded (the quickstart's config). Around each measurement
+# it reads the serving process's CPU time from /proc: CPU a request under
+# wrk, and the share of a core kept busy at the fixed rate, which say what
+# each proxy spends apart from how the two cores were shared out that round.
 #
 #   bench/compare.sh                      # 3 rounds of 5 s per case, then
 #                                         # 3 latency rounds of 10 s
@@ -66,11 +69,14 @@ trap cleanup EXIT
 TOKEN=$(bench_token)
 
 bench_nginx upstream "$UP" "default_type application/json; return 200 '$BENCH_BODY';"
+upstream_pid=${pids[-1]}
 bench_nginx nginx "$NGINX" 'proxy_pass http://up; proxy_http_version 1.1; proxy_set_header Connection "";'
+nginx_pid=${pids[-1]}
 
 bench_haproxy_config "$UP" "$HAPROXY" "$HAPROXY_CHAIN" > "$work/haproxy.cfg"
 haproxy -q -f "$work/haproxy.cfg" &
-pids+=($!)
+haproxy_pid=$!
+pids+=("$haproxy_pid")
 
 # The quickstart's config (every built-in plugin loaded), one worker, every
 # upstream on the nginx one, the users rate limit raised so it never
@@ -95,6 +101,12 @@ for port in "$UP" "$NGINX" "$HAPROXY" "$HAPROXY_CHAIN" "$GATEWAY"; do
 done
 rss_kib() { awk '/^VmRSS:/ { print $2 }' "/proc/$gateway_pid/status"; }
 rss_ready=$(rss_kib)
+# CPU time (user and kernel, from /proc) of the process serving a case (for
+# direct, the upstream itself), read around each measurement: CPU a
+# request is what the proxy spends on one, whatever share of the cores
+# the machine gave it that round.
+tick=$(getconf CLK_TCK)
+cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
 
 declare -A URL=(
     [direct]="http://127.0.0.1:$UP/users/42"
@@ -106,6 +118,10 @@ declare -A URL=(
     [gatehouse-match]="http://127.0.0.1:$GATEWAY/match/users/42"
 )
 CASES=(direct nginx haproxy gatehouse haproxy-chain gatehouse-chain gatehouse-match)
+declare -A PID=(
+    [direct]=$upstream_pid [nginx]=$nginx_pid [haproxy]=$haproxy_pid [haproxy-chain]=$haproxy_pid
+    [gatehouse]=$gateway_pid [gatehouse-chain]=$gateway_pid [gatehouse-match]=$gateway_pid
+)
 AUTH="Authorization: Bearer $TOKEN"
 
 for c in "${CASES[@]}"; do   # each must answer 200 before it is measured
@@ -123,13 +139,17 @@ done
 echo "wrk -t1 -c$CONNECTIONS -d$DURATION, $ROUNDS rounds alternating, one worker per proxy, $(nproc) cores" >&2
 for round in $(seq "$ROUNDS"); do
     for c in "${CASES[@]}"; do
+        before=$(cpu_ticks "${PID[$c]}")
         out=$(wrk -t1 -c"$CONNECTIONS" -d"$DURATION" -H "$AUTH" "${URL[$c]}")
+        after=$(cpu_ticks "${PID[$c]}")
         if grep -q "Non-2xx" <<<"$out"; then
             echo "compare: $c got non-2xx answers" >&2; exit 1
         fi
         rps=$(awk '/Requests\/sec/ { print $2 }' <<<"$out")
-        echo "{\"case\":\"$c\",\"round\":$round,\"rps\":$rps}" >> "$work/throughput.jsonl"
-        printf '  round %s  %-16s %10.0f req/s\n' "$round" "$c" "$rps" >&2
+        n=$(awk '/requests in/ { print $1 }' <<<"$out")
+        cpu=$(python3 -c "print(round(($after - $before) * 1e6 / $tick / $n, 1))")
+        echo "{\"case\":\"$c\",\"round\":$round,\"rps\":$rps,\"cpu_us\":$cpu}" >> "$work/throughput.jsonl"
+        printf '  round %s  %-16s %10.0f req/s %8.1f µs CPU a request\n' "$round" "$c" "$rps" "$cpu" >&2
     done
 done
 
@@ -144,16 +164,22 @@ for c in "${CASES[@]}"; do RPS[$c]=$(median_rps "$c"); done
 # Latency at a fixed rate: half of the slowest peer's throughput, for both
 # pairs, each request's latency counted from when it was due.
 latency() { # case, rate
+    local before after
+    before=$(cpu_ticks "${PID[$1]}")
     target/release/fixed-rate -q "$2" -z "$RATE_DURATION" -c "$CONNECTIONS" -H "$AUTH" \
         "${URL[$1]}" > "$work/rate-$1.json"
-    python3 - "$work/rate-$1.json" "$1" "$2" <<'PY'
+    after=$(cpu_ticks "${PID[$1]}")
+    python3 - "$work/rate-$1.json" "$1" "$2" "$((after - before))" "$tick" <<'PY'
 import json, sys
 r = json.load(open(sys.argv[1]))
 p = r["latency_us"]
 bad = r["errors"] + sum(n for code, n in r["statuses"].items() if code != "200")
+cpu_s = int(sys.argv[4]) / int(sys.argv[5])
 print(json.dumps({"case": sys.argv[2], "rate": int(float(sys.argv[3])),
                   "p50_us": p["p50"], "p99_us": p["p99"], "non_200": bad,
-                  "release_lag_p99_us": r["release_lag_us"]["p99"]}))
+                  "release_lag_p99_us": r["release_lag_us"]["p99"],
+                  # The share of a core the proxy kept busy at the rate.
+                  "busy": round(cpu_s / r["seconds"], 3)}))
 PY
 }
 plain_rate=$(python3 -c "print(int(min(${RPS[nginx]}, ${RPS[haproxy]}, ${RPS[gatehouse]}) / 2))")
@@ -190,6 +216,7 @@ cases = sorted({r["case"] for r in tp}, key=[r["case"] for r in tp].index)
 # Each case's rounds, in order.
 each = {c: [r["rps"] for r in tp if r["case"] == c] for c in cases}
 rps = {c: statistics.median(v) for c, v in each.items()}
+cpu = {c: statistics.median(r["cpu_us"] for r in tp if r["case"] == c) for c in cases}
 windows = [json.loads(l) for l in open(f"{work}/latency.jsonl")]
 lat = {}
 for c in sorted({w["case"] for w in windows}, key=[w["case"] for w in windows].index):
@@ -200,6 +227,7 @@ for c in sorted({w["case"] for w in windows}, key=[w["case"] for w in windows].i
               "p99_us_each_round": [w["p99_us"] for w in mine],
               # How late the load tool released requests (its own share).
               "release_lag_p99_us": round(statistics.median(w["release_lag_p99_us"] for w in mine)),
+              "busy": statistics.median(w["busy"] for w in mine),
               "non_200": sum(w["non_200"] for w in mine)}
 samples = [int(l) for l in open(f"{work}/rss.txt") if l.strip().isdigit()]
 m = json.load(open(f"{work}/million.json"))
@@ -217,6 +245,10 @@ print(json.dumps({
         f"{a}/{b}": round(rps[a] / rps[b], 3)
         for a, b in [*pairs, ("gatehouse-chain", "gatehouse")]
     },
+    # CPU time (user and kernel) the serving process spent a request under
+    # wrk, median of the rounds: what each proxy's throughput costs it.
+    "cpu_us_per_request": cpu,
+    "cpu_ratio": {f"{a}/{b}": round(cpu[a] / cpu[b], 3) for a, b in pairs},
     "throughput_rps_each_round": {c: [round(x) for x in v] for c, v in each.items()},
     # Each round's pair ran back to back, seconds apart: their ratio is
     # free of the machine's drift between rounds, which the ratio of the
@@ -244,17 +276,20 @@ PY
 python3 - <<'PY'
 import json
 r = json.load(open("bench/results/compare.json"))
-t, l = r["throughput_rps"], r["latency_at_fixed_rate"]
-print("\n%-16s %12s %12s %10s %10s" % ("case", "requests/s", "vs peer", "p50 µs", "p99 µs"))
+t, l, cpu = r["throughput_rps"], r["latency_at_fixed_rate"], r["cpu_us_per_request"]
+print("\n%-16s %12s %12s %10s %10s %10s %8s" % ("case", "requests/s", "vs peer", "CPU µs/req",
+                                               "p50 µs", "p99 µs", "busy"))
 peer = {"gatehouse": "haproxy", "gatehouse-chain": "haproxy-chain", "gatehouse-match": "haproxy-chain"}
 for c, v in t.items():
     ratio = "%.2f× %s" % (v / t[peer[c]], peer[c]) if c in peer else ""
     p50 = l.get(c, {}).get("p50_us", "")
     p99 = l.get(c, {}).get("p99_us", "")
-    print("%-16s %12d %12s %10s %10s" % (c, v, ratio, p50, p99))
+    busy = "%.2f" % l[c]["busy"] if c in l else ""
+    print("%-16s %12d %12s %10.1f %10s %10s %8s" % (c, v, ratio, cpu[c], p50, p99, busy))
 print("p50/p99: median of the latency rounds; p99 each round: "
       + "; ".join("%s %s" % (c, "/".join(map(str, v["p99_us_each_round"]))) for c, v in l.items()))
 print("\nratios:", ", ".join("%s %.3f" % kv for kv in r["throughput_ratio"].items()))
+print("CPU a request, gatehouse / peer:", ", ".join("%s %.3f" % kv for kv in r["cpu_ratio"].items()))
 print("each round's ratio:", "; ".join("%s %s" % (k, " ".join("%.3f" % x for x in v))
                                       for k, v in r["throughput_ratio_each_round"].items()))
 m = r["memory"]
