@@ -32,16 +32,14 @@ AUTH="Authorization: Bearer $(bench_token)"
 # Optimised code for both binaries' engines, so neither runs baseline code.
 for bin in "$1" "$2"; do "$bin" check --config "$work/gatehouse.toml" >/dev/null; done
 
-tick=$(getconf CLK_TCK)
-cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
 # "REQUESTS_PER_S CPU_US_PER_REQUEST" for one wrk run against PATH.
 saturate() {
     local before after out n
-    before=$(cpu_ticks "$1")
+    before=$(bench_cpu_ticks "$1")
     out=$(wrk -t1 -c32 -d"$DURATION" -H "$AUTH" "http://127.0.0.1:$GATEWAY_PORT$2")
-    after=$(cpu_ticks "$1")
+    after=$(bench_cpu_ticks "$1")
     n=$(awk '/requests in/ { print $1 }' <<<"$out")
-    echo "$(awk '/Requests\/sec/ { printf "%d", $2 }' <<<"$out") $(( (after - before) * 1000000 / tick / n ))"
+    echo "$(awk '/Requests\/sec/ { printf "%d", $2 }' <<<"$out") $(( (after - before) * 1000000 / BENCH_TICK / n ))"
 }
 # "P50_US P99_US" at RATE requests/s on PATH.
 fixed_rate() {

@@ -101,12 +101,6 @@ for port in "$UP" "$NGINX" "$HAPROXY" "$HAPROXY_CHAIN" "$GATEWAY"; do
 done
 rss_kib() { awk '/^VmRSS:/ { print $2 }' "/proc/$gateway_pid/status"; }
 rss_ready=$(rss_kib)
-# CPU time (user and kernel, from /proc) of the process serving a case (for
-# direct, the upstream itself), read around each measurement: CPU a
-# request is what the proxy spends on one, whatever share of the cores
-# the machine gave it that round.
-tick=$(getconf CLK_TCK)
-cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
 
 declare -A URL=(
     [direct]="http://127.0.0.1:$UP/users/42"
@@ -118,6 +112,8 @@ declare -A URL=(
     [gatehouse-match]="http://127.0.0.1:$GATEWAY/match/users/42"
 )
 CASES=(direct nginx haproxy gatehouse haproxy-chain gatehouse-chain gatehouse-match)
+# The process serving each case (for direct, the upstream itself), whose
+# CPU time is read around each measurement.
 declare -A PID=(
     [direct]=$upstream_pid [nginx]=$nginx_pid [haproxy]=$haproxy_pid [haproxy-chain]=$haproxy_pid
     [gatehouse]=$gateway_pid [gatehouse-chain]=$gateway_pid [gatehouse-match]=$gateway_pid
@@ -139,15 +135,15 @@ done
 echo "wrk -t1 -c$CONNECTIONS -d$DURATION, $ROUNDS rounds alternating, one worker per proxy, $(nproc) cores" >&2
 for round in $(seq "$ROUNDS"); do
     for c in "${CASES[@]}"; do
-        before=$(cpu_ticks "${PID[$c]}")
+        before=$(bench_cpu_ticks "${PID[$c]}")
         out=$(wrk -t1 -c"$CONNECTIONS" -d"$DURATION" -H "$AUTH" "${URL[$c]}")
-        after=$(cpu_ticks "${PID[$c]}")
+        after=$(bench_cpu_ticks "${PID[$c]}")
         if grep -q "Non-2xx" <<<"$out"; then
             echo "compare: $c got non-2xx answers" >&2; exit 1
         fi
         rps=$(awk '/Requests\/sec/ { print $2 }' <<<"$out")
         n=$(awk '/requests in/ { print $1 }' <<<"$out")
-        cpu=$(python3 -c "print(round(($after - $before) * 1e6 / $tick / $n, 1))")
+        cpu=$(python3 -c "print(round(($after - $before) * 1e6 / $BENCH_TICK / $n, 1))")
         echo "{\"case\":\"$c\",\"round\":$round,\"rps\":$rps,\"cpu_us\":$cpu}" >> "$work/throughput.jsonl"
         printf '  round %s  %-16s %10.0f req/s %8.1f µs CPU a request\n' "$round" "$c" "$rps" "$cpu" >&2
     done
@@ -165,11 +161,11 @@ for c in "${CASES[@]}"; do RPS[$c]=$(median_rps "$c"); done
 # pairs, each request's latency counted from when it was due.
 latency() { # case, rate
     local before after
-    before=$(cpu_ticks "${PID[$1]}")
+    before=$(bench_cpu_ticks "${PID[$1]}")
     target/release/fixed-rate -q "$2" -z "$RATE_DURATION" -c "$CONNECTIONS" -H "$AUTH" \
         "${URL[$1]}" > "$work/rate-$1.json"
-    after=$(cpu_ticks "${PID[$1]}")
-    python3 - "$work/rate-$1.json" "$1" "$2" "$((after - before))" "$tick" <<'PY'
+    after=$(bench_cpu_ticks "${PID[$1]}")
+    python3 - "$work/rate-$1.json" "$1" "$2" "$((after - before))" "$BENCH_TICK" <<'PY'
 import json, sys
 r = json.load(open(sys.argv[1]))
 p = r["latency_us"]

@@ -185,3 +185,10 @@ EOF
 bench_token() {
     sed -n 's/^pub const TOKEN: &str = "\(.*\)";$/\1/p' bench/lib.rs
 }
+
+# The CPU time a process has used, user and kernel, in clock ticks
+# (BENCH_TICK of them a second), from /proc: bench_cpu_ticks PID.
+BENCH_TICK=$(getconf CLK_TCK)
+bench_cpu_ticks() {
+    awk '{ print $14 + $15 }' "/proc/$1/stat"
+}

@@ -66,11 +66,10 @@ sample() {
     wrk -t1 -c16 -d"${DURATION}s" -H "$AUTH" "$url" | awk '/requests in/ { print $1 }'
     wait "$rec"
 }
-ticks() { awk '{ print $14 + $15 }' "/proc/$gw/stat"; }
-before=$(ticks)
+before=$(bench_cpu_ticks "$gw")
 requests=$(sample "$work/perf.data")
-after=$(ticks)
-cpu_us=$(( (after - before) * 1000000 / $(getconf CLK_TCK) ))
+after=$(bench_cpu_ticks "$gw")
+cpu_us=$(( (after - before) * 1000000 / BENCH_TICK ))
 # Call stacks for the flame graph in a run of their own: copying stacks
 # costs the gateway time, which the table above must not include.
 [ -n "${FLAME:-}" ] && sample "$work/flame.data" --call-graph dwarf,16384 >/dev/null
