@@ -212,7 +212,8 @@ cases = sorted({r["case"] for r in tp}, key=[r["case"] for r in tp].index)
 # Each case's rounds, in order.
 each = {c: [r["rps"] for r in tp if r["case"] == c] for c in cases}
 rps = {c: statistics.median(v) for c, v in each.items()}
-cpu = {c: statistics.median(r["cpu_us"] for r in tp if r["case"] == c) for c in cases}
+cpu_each = {c: [r["cpu_us"] for r in tp if r["case"] == c] for c in cases}
+cpu = {c: statistics.median(v) for c, v in cpu_each.items()}
 windows = [json.loads(l) for l in open(f"{work}/latency.jsonl")]
 lat = {}
 for c in sorted({w["case"] for w in windows}, key=[w["case"] for w in windows].index):
@@ -245,6 +246,10 @@ print(json.dumps({
     # wrk, median of the rounds: what each proxy's throughput costs it.
     "cpu_us_per_request": cpu,
     "cpu_ratio": {f"{a}/{b}": round(cpu[a] / cpu[b], 3) for a, b in pairs},
+    "cpu_us_each_round": cpu_each,
+    "cpu_ratio_each_round": {
+        f"{a}/{b}": [round(x / y, 3) for x, y in zip(cpu_each[a], cpu_each[b])] for a, b in pairs
+    },
     "throughput_rps_each_round": {c: [round(x) for x in v] for c, v in each.items()},
     # Each round's pair ran back to back, seconds apart: their ratio is
     # free of the machine's drift between rounds, which the ratio of the
@@ -286,6 +291,8 @@ print("p50/p99: median of the latency rounds; p99 each round: "
       + "; ".join("%s %s" % (c, "/".join(map(str, v["p99_us_each_round"]))) for c, v in l.items()))
 print("\nratios:", ", ".join("%s %.3f" % kv for kv in r["throughput_ratio"].items()))
 print("CPU a request, gatehouse / peer:", ", ".join("%s %.3f" % kv for kv in r["cpu_ratio"].items()))
+print("each round's CPU ratio:", "; ".join("%s %s" % (k, " ".join("%.3f" % x for x in v))
+                                          for k, v in r["cpu_ratio_each_round"].items()))
 print("each round's ratio:", "; ".join("%s %s" % (k, " ".join("%.3f" % x for x in v))
                                       for k, v in r["throughput_ratio_each_round"].items()))
 m = r["memory"]
