@@ -222,6 +222,7 @@ impl Gateway {
 
         let mut ctx = Box::new(ContextRes {
             forwarded_client,
+            client_ip: Some(client.ip_text().clone()),
             params: routed.params,
             // Each entry records up to two phases: no growth on the way.
             timings: self

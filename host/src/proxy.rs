@@ -74,9 +74,10 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
     }
 }
 
-/// A connection's client: its address, its IP as an `X-Forwarded-For`
-/// entry, written once for all the requests the connection carries, and the
-/// connection's timer, which its requests wait for their upstream on.
+/// A connection's client: its address, its IP as text (the connection's
+/// `X-Forwarded-For` entry, and the plugins' `client-addr`), written once
+/// for all the requests the connection carries, and the connection's timer,
+/// which its requests wait for their upstream on.
 #[derive(Clone)]
 pub struct Peer {
     pub addr: SocketAddr,
@@ -92,6 +93,11 @@ impl Peer {
             forwarded_for: HeaderValue::try_from(ip).expect("an IP address is a header value"), // ok: digits, hex, dots and colons only
             timer,
         }
+    }
+
+    /// The client's IP as text, as `IpAddr` writes it.
+    pub fn ip_text(&self) -> &HeaderValue {
+        &self.forwarded_for
     }
 }
 
